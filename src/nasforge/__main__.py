@@ -1,0 +1,6 @@
+"""``python -m nasforge`` is the ``nasforge`` command."""
+import sys
+
+from nasforge.cli import main
+
+sys.exit(main())
