@@ -1,0 +1,66 @@
+"""The :class:`Evaluator` contract: turn an architecture into a :class:`~nasforge.trial.Result`.
+
+Every way of scoring a candidate — a NAS-Bench-201 table look-up, training from scratch, inheriting a parent's
+weights and fine-tuning (MENAS), slicing a supernet and re-calibrating BatchNorm (BigNAS, DCNAS, PAD-NAS) — is an
+evaluator with one method::
+
+    result = evaluator.evaluate(arch, seed=trial.seed, context={"trial_dir": ..., "parent_checkpoint": ...})
+
+Results are return values, never globals: an evaluator keeps no per-trial state that another call could see.
+``seed`` makes stochastic evaluations reproducible (deterministic evaluators ignore it). ``context`` carries what
+an evaluation may need from the study that is not part of the architecture; the keys nasforge uses are listed in
+:class:`EvalContext` (all optional), and evaluators ignore keys they do not know.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Mapping, Protocol, TypedDict, runtime_checkable
+
+from ..arch import Architecture
+from ..trial import Result
+
+__all__ = ["EvalContext", "Evaluator", "SupportsEvaluate"]
+
+
+class EvalContext(TypedDict, total=False):
+    """Optional per-trial information passed to :meth:`Evaluator.evaluate`."""
+
+    trial_id: int
+    trial_dir: str  #: a folder the evaluator may write artifacts (checkpoints, logs) into
+    parent_checkpoint: str  #: weights to inherit (MENAS individual weight sharing)
+    parent_arch: Architecture  #: the architecture those weights belong to
+    device: str  #: torch device string, e.g. "cpu" or "cuda:0"
+
+
+@runtime_checkable
+class SupportsEvaluate(Protocol):
+    """Structural type of an evaluator, for code that accepts any object with ``name`` and ``evaluate``."""
+
+    name: str
+
+    def evaluate(self, arch: Architecture, *, seed: int | None = None,
+                 context: Mapping[str, Any] | None = None) -> Result: ...
+
+
+class Evaluator(ABC):
+    """Base class of evaluators: a ``name`` and :meth:`evaluate`."""
+
+    #: short identifier recorded with results (e.g. ``"tabular:nb201-cifar10-hp12-valid"``)
+    name: str = "evaluator"
+
+    @abstractmethod
+    def evaluate(self, arch: Architecture, *, seed: int | None = None,
+                 context: Mapping[str, Any] | None = None) -> Result:
+        """Score ``arch``: ``Result(metrics, costs, artifacts, info)``.
+
+        ``seed`` seeds any randomness of this one evaluation (``None``: the evaluator's default); ``context`` is an
+        optional :class:`EvalContext`-like mapping. Raises a :class:`~nasforge.errors.NasforgeError` for an
+        architecture the evaluator cannot score.
+        """
+
+    def __call__(self, arch: Architecture, *, seed: int | None = None,
+                 context: Mapping[str, Any] | None = None) -> Result:
+        return self.evaluate(arch, seed=seed, context=context)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

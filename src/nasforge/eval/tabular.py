@@ -1,0 +1,270 @@
+"""Tabular evaluation: look an architecture's metrics up in a benchmark table (NAS-Bench-201 and user tables).
+
+A table is any CSV file (optionally gzip-compressed) with a header row, one column holding architecture strings
+in the compact format of a registered search space, and numeric metric columns. :class:`TabularEvaluator` parses
+every architecture once, when it is constructed, so an evaluation is a dictionary look-up; the parsed tables are
+cached per (file, modification time), so building many evaluators over one table (one per seed and strategy in a
+benchmark) costs milliseconds after the first.
+
+The packaged NAS-Bench-201 table (Dong & Yang, ICLR 2020; NATS-Bench TSS) is available through
+:meth:`TabularEvaluator.nb201`, with the two protocols used to report NB201 searches:
+
+* ``"hp12-valid"`` — search on the 12-epoch validation accuracy, report the 200-epoch test accuracy
+  (NATS-Bench's fair protocol: the search never sees a test number);
+* ``"hp200-test"`` — search directly on the 200-epoch test accuracy (the NB201 paper's oracle setting).
+
+Either way ``Result.metrics`` holds ``"accuracy"`` (the search metric, to optimise) and ``"test_accuracy"`` (the
+200-epoch test accuracy, to report), in percent. Table values are means over the benchmark's training seeds, so
+the ``seed`` of :meth:`TabularEvaluator.evaluate` has no effect.
+
+Costs (``Result.costs``): ``params`` and ``flops`` from the search space's analytic cost model, computed once per
+architecture and cached; optionally ``latency_ms`` from a latency table with the same architecture column and one
+column per device, e.g. HELP's NB201 latencies (``shared/data/nb201_latency_help/nb201_latency_ms.csv.gz``, columns
+``arch_str`` and devices such as ``gold_6226``, ``fpga``, ``pixel3``, ``titan_rtx_1``), chosen with
+``latency_device``.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import io
+import os
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
+
+from ..arch import Architecture
+from ..errors import DataError, InvalidArchitecture, InvalidValue, NasforgeError
+from ..registry import get_space
+from ..spaces.base import InputShape, SearchSpace
+from ..trial import Result
+from .base import Evaluator
+
+__all__ = ["read_table", "TabularEvaluator", "NB201_DATASETS", "NB201_PROTOCOLS"]
+
+Table = Mapping[str, tuple[str, ...]]
+
+NB201_DATASETS: dict[str, int] = {"cifar10": 10, "cifar100": 100}  # dataset -> number of classes
+#: protocol -> column template of the search metric (the reported metric is always ``{dataset}_test_hp200``)
+NB201_PROTOCOLS: dict[str, str] = {"hp12-valid": "{dataset}_valid_hp12", "hp200-test": "{dataset}_test_hp200"}
+
+
+def _file_key(path: str | os.PathLike[str]) -> tuple[str, int, int]:
+    p = Path(path).expanduser()
+    try:
+        st = p.resolve().stat()
+    except OSError:
+        raise DataError(f"table: got {str(path)!r}; allowed: an existing CSV or CSV.gz file") from None
+    if not p.is_file():
+        raise DataError(f"table: got {str(path)!r}; allowed: an existing CSV or CSV.gz file")
+    return str(p.resolve()), st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _read_cached(key: tuple[str, int, int]) -> Table:
+    path = key[0]
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"table {path}: cannot read ({exc}); allowed: UTF-8 CSV, optionally gzip-compressed") from None
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows or not rows[0]:
+        raise DataError(f"table {path}: got an empty file; allowed: a CSV with a header row")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise DataError(f"table {path}: got duplicate column names in header {header}; allowed: unique names")
+    body = [r for r in rows[1:] if r]
+    for line, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise DataError(f"table {path}, line {line}: got {len(r)} fields; allowed: {len(header)} (the header)")
+    columns = list(zip(*body)) if body else [()] * len(header)
+    return MappingProxyType({h: tuple(c) for h, c in zip(header, columns)})
+
+
+def read_table(path: str | os.PathLike[str], *, required: Sequence[str] = ()) -> Table:
+    """Read a CSV or gzip-compressed CSV into ``{column: tuple of strings}`` (stdlib ``csv`` + ``gzip``; cached).
+
+    Raises :class:`~nasforge.errors.DataError` for a missing or malformed file, or when a ``required`` column is
+    absent (naming it and the columns that exist).
+    """
+    table = _read_cached(_file_key(path))
+    _require(table, required, path)
+    return table
+
+
+def _require(table: Table, columns: Sequence[str], path: Any) -> None:
+    for col in columns:
+        if col not in table:
+            raise InvalidValue("column", col, list(table), where=f"table {Path(path).name}")
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_one(space: SearchSpace, text: str) -> Architecture:
+    """``space.parse(text)``, memoised: tables of one space (accuracy, latency...) share their strings."""
+    return space.parse(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_archs(key: tuple[str, int, int], column: str, space: SearchSpace) -> dict[Architecture, int]:
+    """Architecture -> row number for ``column`` of table ``key``, parsed with ``space`` (cached)."""
+    strings = _read_cached(key)[column]
+    out: dict[Architecture, int] = {}
+    for row, text in enumerate(strings):
+        try:
+            arch = _parse_one(space, text)
+        except NasforgeError as exc:
+            raise DataError(f"table {Path(key[0]).name}, column {column!r}, row {row}: {exc}") from None
+        if arch in out:
+            raise DataError(f"table {Path(key[0]).name}, column {column!r}, row {row}: got {text!r} again "
+                            f"(first in row {out[arch]}); allowed: one row per architecture")
+        out[arch] = row
+    return out
+
+
+def _numbers(table: Table, column: str, path: Any) -> list[float]:
+    values = []
+    for row, text in enumerate(table[column]):
+        try:
+            values.append(float(text))
+        except ValueError:
+            raise DataError(f"table {Path(path).name}, column {column!r}, row {row}: got {text!r}; "
+                            "allowed: a number") from None
+    return values
+
+
+def _info_value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+class TabularEvaluator(Evaluator):
+    """Evaluate architectures by looking them up in a table (NAS-Bench-201 style tabular benchmark).
+
+    ``table``: a CSV(.gz) path, or ``None`` for the packaged NAS-Bench-201 table. ``metric``: the column returned as
+    ``metrics[metric_key]`` (default key ``"accuracy"``). ``extra_metrics``: more columns to return, either column
+    names (returned under their own name) or a ``{key: column}`` mapping. ``arch_column`` holds architecture strings
+    of ``space`` (a name or a :class:`SearchSpace`). ``info_columns`` are copied into ``Result.info``.
+    ``costs``: add the space's analytic ``params`` and ``flops`` for ``input_shape`` / ``num_classes`` (space
+    defaults when ``None``). ``latency_table`` + ``latency_device``: add ``costs["latency_ms"]`` from that
+    device column (architectures matched on ``latency_arch_column``, default ``arch_column``).
+    """
+
+    def __init__(self, table: str | os.PathLike[str] | None, metric: str, *, arch_column: str = "arch_str",
+                 space: str | SearchSpace = "nb201", extra_metrics: Sequence[str] | Mapping[str, str] = (),
+                 metric_key: str = "accuracy", info_columns: Sequence[str] = (), costs: bool = True,
+                 input_shape: InputShape | None = None, num_classes: int | None = None,
+                 latency_table: str | os.PathLike[str] | None = None, latency_device: str | None = None,
+                 latency_arch_column: str | None = None, name: str | None = None) -> None:
+        from ..spaces.nb201 import TABLE_PATH
+
+        self.space = get_space(space) if isinstance(space, str) else space
+        if not isinstance(self.space, SearchSpace) or getattr(self.space, "__hash__", None) is None:
+            raise InvalidValue("space", space, "a registered space name or a hashable SearchSpace")
+        self.path = Path(TABLE_PATH if table is None else table)
+        extra = dict(extra_metrics) if isinstance(extra_metrics, Mapping) else {c: c for c in extra_metrics}
+        self.metric_columns = {metric_key: metric, **extra}
+        self.name = name or f"tabular:{self.path.name}:{metric}"
+        self._with_costs = costs
+        self._cost_args = (input_shape, num_classes)
+        self.space.resolve_input(input_shape, num_classes)  # validate early
+        self._rows = self._load_rows(arch_column, tuple(info_columns))
+        self._costs: dict[Architecture, dict[str, float]] = {}
+        self._latency = self._load_latency(latency_table, latency_device, latency_arch_column or arch_column)
+
+    def _load_rows(self, arch_column: str, info_columns: tuple[str, ...]
+                   ) -> dict[Architecture, tuple[dict[str, float], dict[str, Any]]]:
+        key = _file_key(self.path)
+        table = _read_cached(key)
+        _require(table, (arch_column, *self.metric_columns.values(), *info_columns), self.path)
+        values = {k: _numbers(table, col, self.path) for k, col in self.metric_columns.items()}
+        rows = {}
+        for arch, r in _parse_archs(key, arch_column, self.space).items():
+            info = {"table": self.path.name, "row": r, **{c: _info_value(table[c][r]) for c in info_columns}}
+            rows[arch] = ({k: v[r] for k, v in values.items()}, info)
+        return rows
+
+    def _load_latency(self, path: str | os.PathLike[str] | None, device: str | None,
+                      arch_column: str) -> dict[Architecture, float] | None:
+        if path is None:
+            if device is not None:
+                raise InvalidValue("latency_table", None, "a CSV(.gz) path when latency_device is given")
+            return None
+        if device is None:
+            raise InvalidValue("latency_device", None, "a device column of the latency table")
+        key = _file_key(path)
+        table = _read_cached(key)
+        _require(table, (arch_column,), path)
+        if device not in table:
+            devices = [c for c in table if c not in (arch_column, "arch_index")]
+            raise InvalidValue("latency_device", device, devices, where=f"table {Path(path).name}")
+        ms = _numbers(table, device, path)
+        return {arch: ms[r] for arch, r in _parse_archs(key, arch_column, self.space).items()}
+
+    @classmethod
+    def nb201(cls, dataset: str = "cifar10", protocol: str = "hp12-valid", *, costs: bool = True,
+              latency_table: str | os.PathLike[str] | None = None,
+              latency_device: str | None = None) -> "TabularEvaluator":
+        """The packaged NAS-Bench-201 table for ``dataset`` (``cifar10`` | ``cifar100``) under ``protocol``.
+
+        ``metrics["accuracy"]`` is the search metric (``hp12-valid``: 12-epoch validation accuracy;
+        ``hp200-test``: 200-epoch test accuracy) and ``metrics["test_accuracy"]`` the 200-epoch test accuracy
+        (CIFAR-10 ``ori-test``, CIFAR-100 ``x-test``), in percent. ``info["arch_index"]`` is the official index.
+        """
+        if dataset not in NB201_DATASETS:
+            raise InvalidValue("dataset", dataset, list(NB201_DATASETS), where="nb201 table")
+        if protocol not in NB201_PROTOCOLS:
+            raise InvalidValue("protocol", protocol, list(NB201_PROTOCOLS), where="nb201 table")
+        return cls(None, NB201_PROTOCOLS[protocol].format(dataset=dataset), space="nb201",
+                   extra_metrics={"test_accuracy": f"{dataset}_test_hp200"}, info_columns=("arch_index",),
+                   costs=costs, num_classes=NB201_DATASETS[dataset], latency_table=latency_table,
+                   latency_device=latency_device, name=f"tabular:nb201-{dataset}-{protocol}")
+
+    # ---------------------------------------------------------------------------------------------- queries
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, arch: object) -> bool:
+        return isinstance(arch, Architecture) and arch in self._rows
+
+    def architectures(self) -> list[Architecture]:
+        """Every architecture of the table, in row order."""
+        return list(self._rows)
+
+    def best(self, key: str = "accuracy", *, maximize: bool = True) -> tuple[Architecture, float]:
+        """The table's best architecture by metric ``key`` and its value (e.g. for regret curves)."""
+        if key not in self.metric_columns:
+            raise InvalidValue("metric", key, list(self.metric_columns), where=self.name)
+        pick = max if maximize else min
+        arch = pick(self._rows, key=lambda a: self._rows[a][0][key])
+        return arch, self._rows[arch][0][key]
+
+    def _arch_costs(self, arch: Architecture) -> dict[str, float]:
+        costs = self._costs.get(arch)
+        if costs is None:
+            costs = {}
+            if self._with_costs:
+                costs["params"] = self.space.params(arch, *self._cost_args)
+                costs["flops"] = self.space.flops(arch, *self._cost_args)
+            if self._latency is not None:
+                if arch not in self._latency:
+                    raise InvalidArchitecture("architecture", str(arch), "one present in the latency table")
+                costs["latency_ms"] = self._latency[arch]
+            self._costs[arch] = costs
+        return costs
+
+    def evaluate(self, arch: Architecture, *, seed: int | None = None,
+                 context: Mapping[str, Any] | None = None) -> Result:
+        """The table row of ``arch``: metrics, costs and info (``seed`` and ``context`` are not used)."""
+        row = self._rows.get(arch) if isinstance(arch, Architecture) else None
+        if row is None:
+            raise InvalidArchitecture("architecture", str(arch),
+                                      f"one of the {len(self._rows)} architectures of table {self.path.name}",
+                                      where=self.name)
+        return Result(metrics=dict(row[0]), costs=dict(self._arch_costs(arch)), info=dict(row[1]))
