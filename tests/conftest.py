@@ -5,6 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# The suite runs many tiny forward passes: one intra-op thread avoids thread oversubscription on small CI
+# machines (measured: 10-100x slower small convs with 2 threads on a loaded 2-core machine). Tests that are about
+# threading (latency) set their own count and restore it.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("NASFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
