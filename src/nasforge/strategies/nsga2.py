@@ -1,0 +1,239 @@
+"""Constrained multi-objective evolution: NSGA-II (Deb et al. 2002) as PAD-NAS's Constrained Evolutionary
+Search (CES, padnas.txt Sec. 3.2 and 4.1).
+
+Objectives: maximise the metric (e.g. one-shot accuracy) and minimise a cost (e.g. latency from a lookup
+table). The cost bounds ``Lat_min <= cost <= Lat_max`` (PAD-NAS Eq. 2) are :class:`~.base.Constraint` s: a
+child that violates them is discarded during crossover / mutation and regenerated (the base class does this
+for every strategy). Unlike SPOS's evolution, nothing is discarded by accuracy: every evaluated architecture
+is sorted each generation, and :meth:`NSGA2.ranks` gives the non-domination rank of every one of them (PAD-NAS
+counts operations over architectures of rank < 10, with the Pareto frontier at rank 1).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InvalidValue
+from ..trial import Candidate, Trial
+from . import register_strategy
+from .base import Hyper
+from .evolution import GenerationalStrategy
+
+__all__ = ["NSGA2", "fast_non_dominated_sort", "crowding_distance", "two_point_crossover",
+           "polynomial_mutation"]
+
+
+def fast_non_dominated_sort(objectives: np.ndarray) -> list[np.ndarray]:
+    """Fronts of the rows of ``objectives`` (shape ``(n, m)``, every objective *minimised*).
+
+    Deb et al. 2002, Sec. III-A: front 0 holds the points no other point dominates, front ``k`` those dominated
+    only by points of earlier fronts. ``a`` dominates ``b`` iff ``a <= b`` in every objective and ``a < b`` in one.
+    Returns index arrays (ascending), best front first; equal points share a front.
+    """
+    f = np.asarray(objectives, dtype=float)
+    if f.ndim != 2:
+        raise InvalidValue("objectives shape", f.shape, "(n, m)")
+    n = f.shape[0]
+    if n == 0:
+        return []
+    le = np.ones((n, n), dtype=bool)
+    lt = np.zeros((n, n), dtype=bool)
+    for k in range(f.shape[1]):
+        col = f[:, k]
+        le &= col[:, None] <= col[None, :]
+        lt |= col[:, None] < col[None, :]
+    dominates = le & lt  # dominates[i, j]: i dominates j
+    count = dominates.sum(axis=0)  # how many points dominate j
+    fronts = []
+    current = np.flatnonzero(count == 0)
+    while current.size:
+        fronts.append(current)
+        count = count - dominates[current].sum(axis=0)
+        count[current] = -1
+        current = np.flatnonzero(count == 0)
+    return fronts
+
+
+def crowding_distance(objectives: np.ndarray) -> np.ndarray:
+    """Crowding distance of each point of one front (Deb et al. 2002, Sec. III-B).
+
+    Per objective the points are sorted; the two boundary points get ``inf``, an interior point adds the
+    normalised gap ``(f[next] - f[prev]) / (f_max - f_min)`` between its neighbours. Objectives with
+    ``f_max == f_min`` add nothing.
+    """
+    f = np.asarray(objectives, dtype=float)
+    n = f.shape[0]
+    dist = np.zeros(n)
+    if n <= 2:
+        return np.full(n, math.inf)
+    for k in range(f.shape[1]):
+        order = np.argsort(f[:, k], kind="stable")
+        col = f[order, k]
+        span = col[-1] - col[0]
+        dist[order[0]] = dist[order[-1]] = math.inf
+        if span > 0:
+            dist[order[1:-1]] += (col[2:] - col[:-2]) / span
+    return dist
+
+
+def two_point_crossover(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``a`` with the segment between two random cut points taken from ``b`` (first child of two-point crossover)."""
+    n = a.shape[0]
+    if n < 2:
+        return a.copy()
+    i, j = int(rng.integers(1, n + 1)), int(rng.integers(1, n))  # two distinct cut points in 1..n
+    j += j >= i
+    i, j = min(i, j), max(i, j)
+    child = a.copy()
+    child[i:j] = b[i:j]
+    return child
+
+
+def polynomial_mutation(x: np.ndarray, upper: np.ndarray, rng: np.random.Generator, prob: float,
+                        eta: float) -> np.ndarray:
+    """Bounded polynomial mutation (Deb & Agrawal 1995; the NSGA-II operator) on ``0 <= x <= upper``.
+
+    Each gene mutates with probability ``prob``: with ``u ~ U(0, 1)``, ``d1 = x / upper``, ``d2 = 1 - d1``,
+    ``dq = (2u + (1 - 2u)(1 - d1)^(eta+1))^(1/(eta+1)) - 1`` if ``u < 0.5`` else
+    ``1 - (2(1 - u) + 2(u - 0.5)(1 - d2)^(eta+1))^(1/(eta+1))``, and ``x' = clip(x + dq * upper)``.
+    Genes with ``upper == 0`` are left alone. Real values are returned (decoding rounds them).
+    """
+    x = np.asarray(x, dtype=float).copy()
+    upper = np.asarray(upper, dtype=float)
+    hit = (rng.random(x.shape[0]) < prob) & (upper > 0)
+    u = rng.random(x.shape[0])
+    span = np.where(upper > 0, upper, 1.0)
+    d1, d2 = x / span, 1.0 - x / span
+    p = 1.0 / (eta + 1.0)
+    lo = (2 * u + (1 - 2 * u) * (1 - d1) ** (eta + 1)) ** p - 1
+    hi = 1 - (2 * (1 - u) + 2 * (u - 0.5) * (1 - d2) ** (eta + 1)) ** p
+    dq = np.where(u < 0.5, lo, hi)
+    return np.where(hit, np.clip(x + dq * span, 0.0, upper), x)
+
+
+@register_strategy("nsga2")
+class NSGA2(GenerationalStrategy):
+    """PAD-NAS Constrained Evolutionary Search: NSGA-II over (metric, cost) with cost bounds.
+
+    Generation 0 is ``population_size`` uniform feasible samples. At the start of each later generation every
+    evaluated architecture is sorted (fast non-dominated sort + crowding distance, Deb 2002 Sec. III) and the
+    best ``population_size`` by (rank, crowding) become parents. A child: two binary tournaments on the
+    crowded-comparison order pick the parents; with ``crossover_prob`` a two-point crossover of their
+    encodings (:meth:`SearchSpace.encode`), else a copy of the first; then polynomial mutation of each gene with
+    ``mutation_prob`` (distribution index ``eta_m``); :meth:`SearchSpace.decode` rounds it back.
+
+    Defaults: PAD-NAS Sec. 4.1 (population 64, 40 iterations, two-point crossover, polynomial mutation); the
+    paper gives no probabilities, so those are Deb et al.'s: ``crossover_prob = 0.9``, ``mutation_prob = 1/n``
+    (n = encoding length) and ``eta_m = 20``. ``cost`` names the minimised objective, read from the trial's
+    costs (or metrics), else from ``cost_fn``.
+    """
+
+    hyper = {
+        "population_size": Hyper(64, int, 2, None, doc="PAD-NAS: 64"),
+        "max_iterations": Hyper(40, int, 1, None, doc="generations, initial included (PAD-NAS: 40)"),
+        "crossover_prob": Hyper(0.9, float, 0.0, 1.0, doc="two-point crossover probability (Deb 2002: 0.9)"),
+        "mutation_prob": Hyper(None, float, 0.0, 1.0, nullable=True, doc="per gene; None = 1/n (Deb 2002)"),
+        "eta_m": Hyper(20.0, float, 0.0, None, doc="polynomial mutation distribution index (Deb 2002: 20)"),
+        "cost": Hyper("latency_ms", str, doc="the cost objective (minimised)"),
+    }
+
+    def __init__(self, space: Any, **kw: Any) -> None:
+        super().__init__(space, **kw)
+        self._cost_of: dict[int, float] = {}  # trial id -> cost objective (complete trials only)
+        self._enc: dict[int, np.ndarray] = {}  # trial id -> encoding (a cache, not state)
+
+    # -- objectives ------------------------------------------------------------------------------------
+    def _trial_cost(self, trial: Trial) -> float:
+        name = self.hp["cost"]
+        res = trial.result
+        if res is not None and name in res.costs:
+            return float(res.costs[name])
+        if res is not None and name in res.metrics:
+            return float(res.metrics[name])
+        have = self.costs(trial.arch)
+        if name not in have:
+            names = sorted({*(res.costs if res else ()), *(res.metrics if res else ()), *have})
+            raise InvalidValue("cost", name, names or "a cost in the results or from cost_fn",
+                               where=f"strategy {self.name!r}")
+        return float(have[name])
+
+    def _precheck(self, trial: Trial, score: float | None) -> None:
+        if score is not None:
+            self._trial_cost(trial)  # raises early when the cost objective is missing
+
+    def _observe(self, trial: Trial, score: float | None) -> None:
+        if score is not None:
+            c = self._trial_cost(trial)
+            if math.isnan(c):
+                self._scores[trial.id] = None  # unusable: treated like a failed trial
+            else:
+                self._cost_of[trial.id] = c
+
+    def _archive(self) -> tuple[list[int], np.ndarray]:
+        ids = [tid for tid, s in self._scores.items() if s is not None and tid in self._cost_of]
+        objs = np.array([[-self._scores[i], self._cost_of[i]] for i in ids], dtype=float).reshape(-1, 2)
+        return ids, objs
+
+    def ranks(self) -> dict[int, int]:
+        """Non-domination rank of every evaluated (complete) trial: ``{trial id: rank}``, Pareto front = 1."""
+        ids, objs = self._archive()
+        out = {}
+        for r, front in enumerate(fast_non_dominated_sort(objs), start=1):
+            for i in front:
+                out[ids[i]] = r
+        return out
+
+    def pareto_front(self) -> list[Trial]:
+        """The rank-1 trials (none dominated by another evaluated trial), by increasing cost."""
+        ranks = self.ranks()
+        return sorted((self._trials[i] for i, r in ranks.items() if r == 1),
+                      key=lambda t: (self._cost_of[t.id], t.id))
+
+    # -- evolution -------------------------------------------------------------------------------------
+    def _select_parents(self) -> list[int]:
+        """Best ``population_size`` of all evaluated by (rank, -crowding, tell order) (Deb 2002, Sec. III-C)."""
+        ids, objs = self._archive()
+        order: list[tuple[int, float, int]] = []
+        for r, front in enumerate(fast_non_dominated_sort(objs)):
+            crowd = crowding_distance(objs[front])
+            order.extend((r, -float(c), int(i)) for i, c in zip(front, crowd))
+        order.sort()
+        return [ids[i] for _, _, i in order[: self.hp["population_size"]]]
+
+    def _tournament(self) -> int:
+        """Binary tournament on the crowded-comparison order (``_parents`` is sorted best first)."""
+        i, j = self._rng.integers(len(self._parents), size=2)
+        return self._parents[int(min(i, j))]
+
+    def _breed(self, index: int) -> Candidate:
+        a, b = self._trials[self._tournament()], self._trials[self._tournament()]
+        va, vb = self._encoding(a), self._encoding(b)
+        crossed = a.id != b.id and self._rng.random() < self.hp["crossover_prob"]
+        x = two_point_crossover(va, vb, self._rng) if crossed else va
+        prob = self.hp["mutation_prob"]
+        prob = 1.0 / len(va) if prob is None else prob
+        upper = self.space.bounds()
+        x = polynomial_mutation(x, upper, self._rng, prob, self.hp["eta_m"])
+        parents = (a.id, b.id) if crossed else (a.id,)
+        rounded = np.clip(np.rint(x), 0, upper)
+        for p, vp in ((a, va), (b, vb)):  # a copy of a parent (already seen): skip decoding
+            if np.array_equal(rounded, vp):
+                return Candidate(p.arch, parents, self._gen)
+        return Candidate(self.space.decode(x), parents, self._gen)
+
+    def _encoding(self, trial: Trial) -> np.ndarray:
+        if trial.id not in self._enc:
+            self._enc[trial.id] = self.space.encode(trial.arch)
+        return self._enc[trial.id]
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {**super()._extra_state(), "cost_of": {str(k): v for k, v in self._cost_of.items()}}
+
+    def _load_extra_state(self, d: Mapping[str, Any]) -> None:
+        super()._load_extra_state(d)
+        self._cost_of = {int(k): float(v) for k, v in d["cost_of"].items()}
+        for tid in self._scores:
+            if self._scores[tid] is not None and tid not in self._cost_of:
+                self._scores[tid] = None
