@@ -95,10 +95,11 @@ def test_smallest_largest_bound_flops(space) -> None:
         assert lo <= space.flops(a) <= hi
 
 
-@pytest.mark.parametrize("inp", list(SMALL_INPUTS.values()), ids=list(SMALL_INPUTS))
-def test_build_forward_and_costs_match_counters(space, inp) -> None:
-    """20 samples per space at a small resolution: forward works, analytic FLOPs and params equal the counters."""
-    archs = _samples(space, 18, seed=11) + [space.smallest(), space.largest()]
+@pytest.mark.parametrize("inp,n", [(SMALL_INPUTS["default"], 18), (SMALL_INPUTS["gray"], 3)], ids=list(SMALL_INPUTS))
+def test_build_forward_and_costs_match_counters(space, inp, n) -> None:
+    """20 architectures per space at 32x32x3 (18 samples + smallest + largest) and 5 at 28x28x1: forward works,
+    analytic FLOPs and params equal FlopCounterMode and the parameter count of the built network."""
+    archs = _samples(space, n, seed=11) + [space.smallest(), space.largest()]
     for a in archs:
         net = space.build(a, input_shape=inp, num_classes=7).eval()
         x = torch.randn(2, *inp)

@@ -1,0 +1,286 @@
+"""One entry point for data: ``load_data(DataConfig(...)) -> DataSplits(train, val, test)``.
+
+``source`` is a known name (:data:`SOURCES`: the embedded Fashion-MNIST test split that ships with nasforge,
+scikit-learn's digits, Debian's Fashion-MNIST) or a path whose format is detected (:mod:`nasforge.data.formats`).
+The pool of training examples is split, seeded and stratified by default, into train and validation subsets (and a
+test subset when the source has no test split of its own), as DCNAS (Sec. 4.1) and PAD-NAS (Sec. 4.1) carve a
+class-balanced validation set out of ImageNet's training set and test on the official validation set; ``limit``
+is MENAS's per-class subsample of the search data ("Experimental Details": 10% of each class). Normalisation
+statistics come from the training subset; the seed and the sizes are recorded in :attr:`DataSplits.info`.
+
+>>> splits = load_data(DataConfig(source="embedded", limit=2000, crop_padding=2))
+>>> for x, y in splits.loader("train", 64, seed=0): ...
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import DataError, InvalidValue
+from .augment import BatchTransform
+from .dataset import ArrayDataset, split_indices
+from .formats import FORMATS, Splits, detect_format, get_format, read_idx_folder
+from .loader import Batches
+
+__all__ = ["DataConfig", "DataSplits", "load_data", "load_dataset", "SOURCES", "FASHION_MNIST_CLASSES",
+           "embedded_path", "list_formats"]
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SPLIT_NAMES = ("train", "val", "test")
+
+
+class DataConfig(BaseModel):
+    """Where the data comes from, how it is split and how batches are augmented.
+
+    Fractions are of the training pool (the source's training split, or all of it when it has only one split):
+    ``val_fraction`` goes to validation; ``test_fraction`` to test only when the source has no test split.
+    ``limit`` caps each source split (stratified subsample) before splitting. ``image_size`` resizes the stored
+    images once at load time; ``resolution`` resizes batches (BigNAS's elastic resolution). ``crop_padding`` /
+    ``flip`` are the training augmentation; ``mean`` / ``std`` default to the training subset's statistics.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = "embedded"
+    format: Literal["auto", "idx", "cifar", "npz", "csv", "image-folder"] = "auto"
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = Field(0, ge=0)
+    stratify: bool = True
+    limit: int | None = Field(None, ge=1)
+    image_size: int | None = Field(None, ge=1)
+    normalize: bool = True
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    crop_padding: int = Field(0, ge=0)
+    flip: bool = False
+    resolution: int | None = Field(None, ge=1)
+    interpolation: Literal["bilinear", "bicubic", "nearest", "area"] = "bilinear"
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _path_to_str(cls, v: Any) -> Any:
+        return os.fspath(v) if isinstance(v, os.PathLike) else v
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        self.check()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | "DataConfig" | None) -> "DataConfig":
+        """Build from a mapping (e.g. the ``data:`` block of a YAML config); errors name the field."""
+        if isinstance(data, DataConfig):
+            return data
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise InvalidValue("data", type(data).__name__, "a mapping of DataConfig fields")
+        return cls(**dict(data))
+
+    def check(self) -> None:
+        """Cross-field rules pydantic's per-field constraints cannot express."""
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise InvalidValue("data.val_fraction + data.test_fraction", self.val_fraction + self.test_fraction,
+                               "less than 1 (something must be left for training)")
+        if (self.mean is None) != (self.std is None):
+            raise InvalidValue("data.mean/data.std", (self.mean, self.std), "both given or both omitted")
+        if self.std is not None and (not self.std or min(self.std) <= 0):
+            raise InvalidValue("data.std", self.std, "one positive float per channel")
+
+
+def _invalid(exc: ValidationError) -> InvalidValue:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "data"
+    if err.get("type") == "extra_forbidden":
+        fields = ", ".join(DataConfig.model_fields)
+        return InvalidValue(f"data.{loc}", err.get("input"), f"a DataConfig field: {fields}")
+    return InvalidValue(f"data.{loc}", err.get("input"), err.get("msg", "a valid value"))
+
+
+# ================================================================================================= known sources
+def embedded_path() -> Path:
+    """Folder of the embedded Fashion-MNIST test split shipped as package data."""
+    return Path(str(files("nasforge").joinpath("assets", "fashion_mnist")))
+
+
+def _with_classes(splits: Splits, classes: tuple[str, ...]) -> Splits:
+    return {s: ArrayDataset(d.images, d.labels, classes=classes, name=d.name,
+                            source_index=d.source_index) for s, d in splits.items()}
+
+
+def _embedded(image_size: int | None) -> Splits:
+    folder = embedded_path()
+    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
+        raise DataError(f"embedded dataset: {str(folder)!r} lacks t10k-images-idx3-ubyte.gz; reinstall nasforge")
+    return _with_classes(read_idx_folder(folder, image_size), FASHION_MNIST_CLASSES)
+
+
+def _debian_fashion_mnist(image_size: int | None) -> Splits:
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        raise DataError(f"data.source 'fashion-mnist': {str(DEBIAN_FASHION_MNIST)!r} does not exist; allowed: "
+                        "`apt-get install dataset-fashion-mnist`, or a path to the folder of IDX files")
+    return _with_classes(read_idx_folder(DEBIAN_FASHION_MNIST, image_size), FASHION_MNIST_CLASSES)
+
+
+def _digits(image_size: int | None) -> Splits:
+    """scikit-learn's 8x8 digits (UCI; 1,797 images, pixel counts 0..16 scaled to 0..255)."""
+    from sklearn.datasets import load_digits
+
+    from .formats import resize_dataset
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    ds = ArrayDataset(images, bunch.target, classes=[str(c) for c in bunch.target_names], layout="NHW",
+                      name="digits")
+    return {"all": resize_dataset(ds, image_size) if image_size else ds}
+
+
+#: known source names -> loader of their raw splits (``image_size`` -> ``{split: ArrayDataset}``)
+SOURCES: dict[str, Callable[[int | None], Splits]] = {
+    "embedded": _embedded,
+    "fashion-mnist-10k": _embedded,
+    "fashion-mnist": _debian_fashion_mnist,
+    "digits": _digits,
+}
+
+
+def _read_source(cfg: DataConfig) -> tuple[Splits, dict[str, Any]]:
+    if cfg.source in SOURCES:
+        return SOURCES[cfg.source](cfg.image_size), {"source": cfg.source, "format": "builtin"}
+    path = Path(cfg.source).expanduser()
+    if not path.exists():
+        allowed = f"a known name ({', '.join(SOURCES)}) or an existing file or folder"
+        if "/" in cfg.source or "\\" in cfg.source or path.suffix:
+            raise DataError(f"data.source: path {cfg.source!r} does not exist; allowed: {allowed}")
+        raise InvalidValue("data.source", cfg.source, allowed)
+    fmt = detect_format(path) if cfg.format == "auto" else get_format(cfg.format)
+    return fmt.read(path, cfg.image_size), {"source": str(path.resolve()), "format": fmt.name}
+
+
+# ================================================================================================= splitting
+def _subsample(ds: ArrayDataset, limit: int | None, rng: np.random.Generator, stratify: bool) -> ArrayDataset:
+    if limit is None or len(ds) <= limit:
+        return ds
+    return ds.subset(split_indices(ds.labels, [limit], rng, stratify=stratify)[0])
+
+
+def _split(raw: Splits, cfg: DataConfig) -> dict[str, ArrayDataset | None]:
+    """``{"train", "val", "test"}`` from the source's raw splits, following the rules of :class:`DataConfig`."""
+    test = raw.get("test") if len(raw) > 1 else None
+    pool = next((raw[k] for k in ("train", "all") if k in raw), next(iter(raw.values())))
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(3)]
+    pool = _subsample(pool, cfg.limit, rngs[0], cfg.stratify)
+    test = _subsample(test, cfg.limit, rngs[1], cfg.stratify) if test is not None else None
+    n = len(pool)
+    n_test = round(cfg.test_fraction * n) if test is None else 0
+    n_val = round(cfg.val_fraction * n)
+    if n - n_test - n_val < 1:
+        raise InvalidValue("data.val_fraction + data.test_fraction", cfg.val_fraction + cfg.test_fraction,
+                           f"small enough to leave training examples out of {n}")
+    test_idx, val_idx, train_idx = split_indices(pool.labels, [n_test, n_val], rngs[2], stratify=cfg.stratify)
+    out: dict[str, ArrayDataset | None] = {"train": pool.subset(train_idx, "train"),
+                                           "val": pool.subset(val_idx, "val") if n_val else None,
+                                           "test": pool.subset(test_idx, "test") if n_test else test}
+    return out
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The train / val / test datasets of one :class:`DataConfig`, with the normalisation statistics in use.
+
+    ``input_shape`` is what a network sees (after ``resolution``); ``info`` records the resolved source, format,
+    seed, sizes and statistics (JSON-able, for the trial store).
+    """
+
+    train: ArrayDataset
+    val: ArrayDataset | None
+    test: ArrayDataset | None
+    config: DataConfig
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.train.classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the batches (the network input)."""
+        return self.transform().output_shape(self.train.input_shape)
+
+    def __getitem__(self, split: str) -> ArrayDataset:
+        if split not in SPLIT_NAMES:
+            raise InvalidValue("split", split, SPLIT_NAMES)
+        ds = getattr(self, split)
+        if ds is None:
+            why = "val_fraction is 0" if split == "val" else "the source has no test split and test_fraction is 0"
+            raise DataError(f"split {split!r}: empty because {why}; allowed: {', '.join(self.available())}")
+        return ds
+
+    def available(self) -> list[str]:
+        """Names of the non-empty splits."""
+        return [s for s in SPLIT_NAMES if getattr(self, s) is not None]
+
+    def transform(self) -> BatchTransform:
+        """The batch transform of the config (augmentation applies only when a loader trains)."""
+        c = self.config
+        return BatchTransform(mean=self.mean, std=self.std, pad=c.crop_padding, flip=c.flip,
+                              resolution=c.resolution, interpolation=c.interpolation)
+
+    def loader(self, split: str = "train", batch_size: int = 128, *, device: str | torch.device = "cpu",
+               seed: int | None = None, generator: torch.Generator | None = None, drop_last: bool = False,
+               train: bool | None = None) -> Batches:
+        """:class:`Batches` over ``split``; ``train`` (shuffle + augment) defaults to ``split == "train"``."""
+        train = split == "train" if train is None else train
+        return Batches(self[split], batch_size, train=train, transform=self.transform(), drop_last=drop_last,
+                       device=device, seed=seed, generator=generator)
+
+
+def load_data(config: DataConfig | Mapping[str, Any] | None = None) -> DataSplits:
+    """Load, split and describe the data of ``config`` (a :class:`DataConfig` or a mapping of its fields)."""
+    cfg = DataConfig.from_dict(config)
+    cfg.check()
+    raw, info = _read_source(cfg)
+    parts = _split(raw, cfg)
+    train = parts["train"]
+    if train is None:  # _split always returns a training split; keeps type checkers honest
+        raise DataError("data: no training examples")
+    mean, std = None, None
+    if cfg.normalize:
+        mean, std = (cfg.mean, cfg.std) if cfg.mean is not None else train.channel_stats()
+        std = tuple(s if s > 0 else 1.0 for s in (std or ()))
+        if len(mean) != train.input_shape[0] or len(std) != train.input_shape[0]:
+            raise InvalidValue("data.mean/data.std length", len(mean), [train.input_shape[0]])
+    info.update(seed=cfg.seed, stratify=cfg.stratify, limit=cfg.limit, num_classes=train.num_classes,
+                stored_shape=list(train.input_shape), mean=mean, std=std,
+                sizes={s: (len(d) if d is not None else 0) for s, d in parts.items()})
+    return DataSplits(train=train, val=parts["val"], test=parts["test"], config=cfg, mean=mean, std=std, info=info)
+
+
+def load_dataset(source: str = "embedded", *, split: str = "train", **options: Any) -> ArrayDataset:
+    """One split (``"train"``, ``"val"`` or ``"test"``) of ``load_data(DataConfig(source=source, **options))``."""
+    if split not in SPLIT_NAMES:
+        raise InvalidValue("split", split, SPLIT_NAMES)
+    return load_data(DataConfig(source=source, **options))[split]
+
+
+def list_formats() -> list[str]:
+    """Names of the file formats that a path source may have."""
+    return [f.name for f in FORMATS]
