@@ -91,3 +91,120 @@ def _cost_options(p: argparse.ArgumentParser) -> None:
 
 
 cmd_cost.configure = _cost_options  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------------ data / train
+def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    flag = "--data" if required else "source"
+    kw = {"required": True} if required else {}
+    p.add_argument(flag, **kw, metavar="SOURCE",
+                   help="embedded | digits | fashion-mnist | a folder or file (IDX, CIFAR pickles, .npz, CSV, images)")
+    p.add_argument("--limit", type=int, help="use at most N examples of each source split (stratified)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+
+
+def _data_config(args: argparse.Namespace, source: str, **extra):
+    from .data import DataConfig
+
+    return DataConfig(source=source, limit=args.limit, seed=args.data_seed, **extra)
+
+
+@command("data", help="describe a data source: format, split sizes, input shape, classes")
+def cmd_data(args: argparse.Namespace) -> int:
+    """Load SOURCE as nasforge would for a search and print what it holds (nothing is written)."""
+    from .data import load_data
+
+    splits = load_data(_data_config(args, args.source))
+    info = splits.info
+    out = {"source": info.get("source", args.source), "format": info.get("format"),
+           "input_shape": "x".join(map(str, splits.input_shape)), "classes": splits.num_classes,
+           **{f"{k} examples": v for k, v in info.get("sizes", {}).items()},
+           "class names": ", ".join(splits.classes) if splits.classes else "-"}
+    emit(args, out)
+    return 0
+
+
+cmd_data.configure = lambda p: _data_options(p, required=False)  # type: ignore[attr-defined]
+
+
+@command("train", help="train one architecture from scratch and report its held-out accuracy")
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train ARCH of SPACE from scratch on --data with a paper's recipe (see nasforge.train.RECIPES) and report
+    its accuracy on the test split (or the validation split when the data has no test split).
+
+    With --out DIR the trained state (checkpoint.pt, sha256 in result.json) and the architecture are kept."""
+    from .data import load_data
+    from .eval.train_eval import TrainEvaluator
+    from .io import write_json
+    from .train import TrainConfig
+
+    space = get_space(args.space)
+    arch = parse(args.arch, space.name)
+    overrides = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items() if v is not None}
+    config = TrainConfig.from_recipe(args.recipe, **overrides)
+    splits = load_data(_data_config(args, args.data, crop_padding=args.crop_padding, flip=args.flip))
+    split = "test" if "test" in splits.available() else "val"
+    evaluator = TrainEvaluator(space, splits, epochs=args.epochs, train_config=config, device=args.device,
+                               split=split)
+    context = {"trial_dir": args.out} if args.out else None
+    result = evaluator.evaluate(arch, seed=args.seed, context=context)
+    row = {"space": space.name, "arch": str(arch), f"{split} accuracy": result.metrics["accuracy"],
+           "train accuracy": result.info.get("train_accuracy"), "params": int(result.costs["params"]),
+           "flops": int(result.costs["flops"]), "epochs": result.info.get("epochs"),
+           "seconds": round(result.info.get("train_seconds", 0.0), 1), "device": result.info.get("device")}
+    if args.out:
+        write_json(f"{args.out}/result.json", {"arch": arch.to_dict(), "arch_str": str(arch), "space": space.name,
+                                               "result": result.to_dict(), "recipe": config.model_dump()})
+        row["checkpoint"] = result.artifacts.get("checkpoint")
+    emit(args, row)
+    return 0
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("space", help="space name")
+    p.add_argument("arch", help="architecture string or JSON")
+    _data_options(p)
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs (fractions allowed; default 1)")
+    p.add_argument("--recipe", default="nb201", help="training recipe: nb201 | lnas | efficientnet | bignas | menas | "
+                                                     "dcnas-supernet | dcnas-retrain | padnas (default nb201)")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--crop-padding", type=int, default=0, help="pad + random-crop augmentation (pixels)")
+    p.add_argument("--flip", action="store_true", help="random horizontal flips")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="weight-init and shuffling seed (default 0)")
+    p.add_argument("--out", help="folder for the checkpoint and result.json")
+
+
+cmd_train.configure = _train_options  # type: ignore[attr-defined]
+
+
+@command("quickstart", help="a small real search on the embedded dataset, on CPU in a few minutes")
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Regularized evolution over small NAS-Bench-201 cells, each trained from scratch for one epoch on the embedded
+    Fashion-MNIST subset; prints the best architectures with accuracy, params, FLOPs and measured latency."""
+    from .cost import MeasuredLatency
+    from .study import run_quickstart
+
+    study = run_quickstart(args.out, overrides=args.overrides, progress=not args.no_progress)
+    with study:
+        done = [t for t in study.trials("complete") if t.metric("accuracy") is not None]
+        done.sort(key=lambda t: -t.metric("accuracy"))
+        shape, classes = study.evaluator.input_spec
+        latency = MeasuredLatency(study.space, shape, classes, threads=1, warmup=3, repeats=5, min_run_time=0.05)
+        rows = [{"trial": t.id, "accuracy": round(t.metric("accuracy"), 2), "params": int(t.metric("params")),
+                 "flops": int(t.metric("flops")), "latency_ms": round(latency.cost(t.arch)["latency_ms"], 3),
+                 "arch": str(t.arch)} for t in done[: args.top]]
+    if args.format == "table":
+        print(f"\nquickstart: {len(done)} architectures trained; the {len(rows)} best "
+              f"(latency: batch 1, 1 thread, this machine). Run folder: {study.run_dir}")
+    emit(args, rows)
+    return 0
+
+
+cmd_quickstart.configure = lambda p: (  # type: ignore[attr-defined]
+    p.add_argument("--out", default="runs/quickstart", help="run folder (default runs/quickstart)"),
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a quickstart config value, e.g. --set budget=10"),
+    p.add_argument("--top", type=int, default=5, help="rows in the final table (default 5)"),
+    p.add_argument("--no-progress", action="store_true", help="no progress bar"))

@@ -1,0 +1,189 @@
+"""Train-from-scratch evaluation: build the candidate's standalone network, train it, report validation accuracy.
+
+The multi-trial protocol every method falls back to when no weight sharing is used: MENAS trains each network of
+its population "with an early stop (30 epochs) to obtain its search accuracy" (menas.txt "Overview", step 2; "Experimental
+Details" searches on 10% of ImageNet, and its random-search baseline trains each model for 30 epochs); the NAS-Bench-201 tables are
+the same protocol run to completion (Dong & Yang 2020, Sec. 3). Each evaluation:
+
+1. builds ``space.build(arch, input_shape, num_classes)`` (shape and classes from the data),
+2. initialises it from a ``torch.Generator`` seeded with the trial's seed (:func:`init_weights`: PyTorch's default
+   distributions, drawn from that generator, so no global RNG is touched),
+3. trains it with :func:`nasforge.train.train` for ``epochs`` (fractional allowed) on the training split, with the
+   batches shuffled and augmented by a second generator derived from the same seed,
+4. returns ``Result(metrics={"accuracy": val %}, costs={"params", "flops"}, artifacts={"checkpoint": path},
+   info={"checkpoint_sha256": ..., ...})``; the checkpoint is the training state written by the training loop
+   through :func:`nasforge.io.save_checkpoint` into ``context["trial_dir"]``.
+
+The evaluator is picklable for the process pool and Ray: it carries the data *config*, and each process loads the
+data once (a per-process cache keyed by the config).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..arch import Architecture
+from ..errors import InvalidValue
+from ..trial import Result
+from .base import Evaluator
+
+if TYPE_CHECKING:
+    from ..data import DataConfig, DataSplits
+    from ..spaces.base import SearchSpace
+    from ..train import TrainConfig
+
+__all__ = ["TrainEvaluator", "init_weights"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-draw every weight matrix / kernel (and its bias) from PyTorch's default distributions with ``generator``.
+
+    Convolutions and linear layers get ``kaiming_uniform_(a=sqrt(5))`` weights and ``U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))`` biases, which is what their ``reset_parameters`` draw from the global generator; 1-D
+    parameters (normalisation affine terms) keep their deterministic defaults. Returns ``model``.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if not isinstance(weight, nn.Parameter) or weight.dim() < 2:
+                continue
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, nn.Parameter):
+                fan_in = weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(bias, -bound, bound, generator=generator)
+    return model
+
+
+@functools.lru_cache(maxsize=2)
+def _load_splits(config_json: str) -> "DataSplits":
+    """Per-process cache of loaded data (keyed by the data config's JSON)."""
+    from ..data import load_data
+
+    return load_data(json.loads(config_json))
+
+
+class _Threads:
+    """Set torch's intra-op threads for one evaluation and restore them afterwards."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.before = n, None
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.before is not None:
+            torch.set_num_threads(self.before)
+
+
+class TrainEvaluator(Evaluator):
+    """Train each architecture from scratch on ``data`` and score it by validation accuracy (%).
+
+    ``data``: a :class:`~nasforge.data.DataConfig`, a mapping of its fields, or loaded
+    :class:`~nasforge.data.DataSplits` (default: the embedded Fashion-MNIST). ``train_config``: a
+    :class:`~nasforge.train.TrainConfig` (default: the ``nb201`` recipe). ``device``: ``"auto"``, ``"cpu"``,
+    ``"cuda"``...; ``context["device"]`` overrides it per trial. ``split``: the split scored (``"val"``).
+    ``checkpoints``: save the trained state when the study gives a ``context["trial_dir"]``.
+    ``threads``: torch intra-op threads during an evaluation (``None``: leave as is).
+    """
+
+    def __init__(self, space: "SearchSpace", data: "DataConfig | Mapping[str, Any] | DataSplits | None" = None, *,
+                 epochs: float = 1.0, train_config: "TrainConfig | None" = None, device: str = "auto",
+                 eval_batch_size: int = 512, input_shape: tuple[int, int, int] | None = None,
+                 num_classes: int | None = None, checkpoints: bool = True, threads: int | None = None,
+                 split: str = "val") -> None:
+        from ..data import DataConfig, DataSplits
+        from ..spaces.base import SearchSpace
+        from ..train import TrainConfig
+
+        if not isinstance(space, SearchSpace):
+            raise InvalidValue("space", type(space).__name__, "a SearchSpace")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+            raise InvalidValue("epochs", epochs, "a number > 0 (fractions train part of an epoch)")
+        if isinstance(eval_batch_size, bool) or not isinstance(eval_batch_size, int) or eval_batch_size < 1:
+            raise InvalidValue("eval_batch_size", eval_batch_size, "a positive int")
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+            raise InvalidValue("threads", threads, "a positive int or None")
+        self.space = space
+        self._splits: DataSplits | None = data if isinstance(data, DataSplits) else None
+        self.data_config: DataConfig = self._splits.config if self._splits else DataConfig.from_dict(data)
+        self.train_config = train_config if train_config is not None else TrainConfig.from_recipe("nb201")
+        if not isinstance(self.train_config, TrainConfig):
+            raise InvalidValue("train_config", type(train_config).__name__, "a nasforge.train.TrainConfig")
+        self.epochs, self.device, self.eval_batch_size = float(epochs), device, eval_batch_size
+        self.checkpoints, self.threads, self.split = bool(checkpoints), threads, split
+        self._requested = (input_shape, num_classes)
+        self.name = f"train:{space.name}:{self.data_config.source}:{self.epochs:g}ep"
+
+    # ------------------------------------------------------------------------------------------------ data
+    def splits(self) -> "DataSplits":
+        """The loaded data (loaded on first use, once per process)."""
+        if self._splits is None:
+            self._splits = _load_splits(self.data_config.model_dump_json())
+        return self._splits
+
+    @property
+    def input_spec(self) -> tuple[tuple[int, int, int], int]:
+        """``(input_shape, num_classes)`` the networks are built for (from the data; checked against a request)."""
+        splits = self.splits()
+        shape, classes = tuple(splits.input_shape), splits.num_classes
+        want_shape, want_classes = self._requested
+        if want_shape is not None and tuple(want_shape) != shape:
+            raise InvalidValue("input_shape", list(want_shape), f"the data's shape {list(shape)} (or leave it unset)")
+        if want_classes is not None and want_classes < classes:
+            raise InvalidValue("num_classes", want_classes, f">= the data's {classes} classes (or leave it unset)")
+        return shape, want_classes or classes  # type: ignore[return-value]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_splits"] = None  # workers reload (and cache) the data from its config
+        return state
+
+    # ------------------------------------------------------------------------------------------------ evaluate
+    def evaluate(self, arch: Architecture, *, seed: int | None = None,
+                 context: Mapping[str, Any] | None = None) -> Result:
+        """Train ``arch`` from scratch (seeded) and return its validation accuracy, costs and checkpoint."""
+        from ..train import resolve_device, train
+
+        arch = self.space.validate(arch)
+        context = dict(context or {})
+        device = resolve_device(context.get("device") or self.device)
+        shape, classes = self.input_spec
+        splits = self.splits()
+        init_seed, data_seed = (int(s) for s in np.random.SeedSequence(0 if seed is None else seed)
+                                .generate_state(2) % (2 ** 31))
+        ckpt = None
+        if self.checkpoints and context.get("trial_dir"):
+            ckpt = Path(context["trial_dir"]) / CHECKPOINT_NAME
+        with _Threads(self.threads):
+            model = init_weights(self.space.build(arch, shape, classes), torch.Generator().manual_seed(init_seed))
+            batches = splits.loader("train", self.train_config.batch_size, device=device, seed=data_seed)
+            scored = splits.loader(self.split, self.eval_batch_size, device=device, train=False)
+            out = train(model, batches, config=self.train_config, epochs=self.epochs, device=device,
+                        val_batches=scored, progress=False, checkpoint_path=ckpt)
+        last = out.history[-1] if out.history else None
+        info: dict[str, Any] = {"epochs": out.epochs_run, "steps": out.steps, "train_seconds": out.wall_time_s,
+                                "device": str(device), "seed": seed, "split": self.split,
+                                "train_loss": last.train_loss if last else None,
+                                "train_accuracy": last.train_accuracy if last else None}
+        artifacts = {}
+        if ckpt is not None and out.checkpoint_sha256:
+            artifacts["checkpoint"] = str(ckpt)
+            info["checkpoint_sha256"] = out.checkpoint_sha256
+        accuracy = out.final_val_accuracy if out.final_val_accuracy is not None else float("nan")
+        costs = {"params": float(self.space.params(arch, shape, classes)),
+                 "flops": float(self.space.flops(arch, shape, classes))}
+        return Result(metrics={"accuracy": float(accuracy)}, costs=costs, artifacts=artifacts, info=info)

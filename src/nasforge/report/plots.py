@@ -1,0 +1,138 @@
+"""Matplotlib (Agg) figures of a search, each written to a PNG file.
+
+* :func:`plot_best_so_far` — every finished trial's metric in evaluation order and the best-so-far curve (the
+  anytime-performance plot of NAS benchmarks, e.g. NAS-Bench-201 Fig. 7).
+* :func:`plot_cost_tradeoff` — metric against a cost (FLOPs, parameters, latency) with the Pareto front of
+  non-dominated trials (PAD-NAS Fig. 1 / MENAS Fig. 4 style accuracy-vs-cost plots).
+* :func:`plot_generations` — the population over generations: each trial's metric by its generation, with the
+  per-generation median and best.
+
+Inputs are plain :class:`~nasforge.trial.Trial` lists, so the plots work on any store.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..trial import Trial, TrialState
+
+__all__ = ["plot_best_so_far", "plot_cost_tradeoff", "plot_generations", "pareto_indices", "metric_series",
+           "best_so_far"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def metric_series(trials: Sequence[Trial], metric: str) -> tuple[list[Trial], np.ndarray]:
+    """Complete trials with a finite ``metric``, in finishing order, and their values."""
+    done = [t for t in trials if t.state is TrialState.COMPLETE and t.metric(metric) is not None]
+    done = [t for t in done if math.isfinite(float(t.metric(metric)))]
+    done.sort(key=lambda t: (t.finished_at if t.finished_at is not None else math.inf, t.id))
+    return done, np.array([float(t.metric(metric)) for t in done], dtype=float)
+
+
+def best_so_far(values: np.ndarray, mode: str = "max") -> np.ndarray:
+    """Running best of ``values`` (maximum for ``mode="max"``, minimum for ``"min"``)."""
+    values = np.asarray(values, dtype=float)
+    return np.maximum.accumulate(values) if mode == "max" else np.minimum.accumulate(values)
+
+
+def pareto_indices(values: np.ndarray, costs: np.ndarray, mode: str = "max") -> np.ndarray:
+    """Indices of the non-dominated points (better metric, lower cost), sorted by cost.
+
+    Uses NSGA-II's fast non-dominated sort (Deb et al. 2002) from :mod:`nasforge.strategies.nsga2`.
+    """
+    from ..strategies.nsga2 import fast_non_dominated_sort
+
+    if len(values) == 0:
+        return np.array([], dtype=int)
+    objectives = np.stack([-values if mode == "max" else values, costs], axis=1)
+    front = fast_non_dominated_sort(objectives)[0]
+    return front[np.argsort(costs[front], kind="stable")]
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_best_so_far(trials: Sequence[Trial], metric: str, mode: str, path: str | Path) -> Path:
+    """Scatter of each finished trial's ``metric`` and the best-so-far step curve, against trial count."""
+    plt = _pyplot()
+    done, values = metric_series(trials, metric)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if len(values):
+        x = np.arange(1, len(values) + 1)
+        best = best_so_far(values, mode)
+        ax.scatter(x, values, s=10, alpha=0.45, color="tab:blue", label="trial")
+        ax.step(x, best, where="post", color="tab:red", linewidth=2, label="best so far")
+        ax.legend(loc="lower right" if mode == "max" else "upper right")
+    else:
+        ax.text(0.5, 0.5, "no complete trials", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("trials finished")
+    ax.set_ylabel(metric)
+    ax.set_title(f"best {metric} so far ({mode})")
+    ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def plot_cost_tradeoff(trials: Sequence[Trial], metric: str, mode: str, cost: str, path: str | Path) -> Path:
+    """``metric`` against ``cost`` for every complete trial, with the Pareto front highlighted."""
+    plt = _pyplot()
+    done, values = metric_series(trials, metric)
+    keep = [i for i, t in enumerate(done) if t.metric(cost) is not None]
+    values = values[keep]
+    costs = np.array([float(done[i].metric(cost)) for i in keep], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if len(values):
+        ax.scatter(costs, values, s=12, alpha=0.5, color="tab:blue", label="trial")
+        front = pareto_indices(values, costs, mode)
+        ax.plot(costs[front], values[front], "o-", color="tab:red", markersize=4, label="Pareto front")
+        ax.legend(loc="lower right" if mode == "max" else "upper right")
+        if costs.min() > 0 and costs.max() / costs.min() > 50:
+            ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, f"no trials with {cost!r}", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel(cost)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs {cost}")
+    ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def plot_generations(trials: Sequence[Trial], metric: str, mode: str, path: str | Path) -> Path:
+    """Each complete trial's ``metric`` by generation (evenly spread within a column), median and best."""
+    plt = _pyplot()
+    done, values = metric_series(trials, metric)
+    gens = np.array([t.generation for t in done], dtype=int)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if len(values):
+        for g in np.unique(gens):
+            idx = np.flatnonzero(gens == g)
+            offsets = np.linspace(-0.25, 0.25, len(idx)) if len(idx) > 1 else np.zeros(1)
+            ax.scatter(g + offsets, values[idx], s=10, alpha=0.5, color="tab:blue")
+        uniq = np.unique(gens)
+        med = [np.median(values[gens == g]) for g in uniq]
+        best = [(np.max if mode == "max" else np.min)(values[gens == g]) for g in uniq]
+        ax.plot(uniq, med, "-", color="tab:green", label="median")
+        ax.plot(uniq, best, "-", color="tab:red", label="best")
+        ax.legend(loc="lower right" if mode == "max" else "upper right")
+    else:
+        ax.text(0.5, 0.5, "no complete trials", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("generation")
+    ax.set_ylabel(metric)
+    ax.set_title("population over generations")
+    ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
