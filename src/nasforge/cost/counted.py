@@ -21,20 +21,10 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..errors import InvalidValue
+from ..device import resolve_device
 
 __all__ = ["count_flops", "count_params", "resolve_device", "check_shape", "eval_mode", "on_device",
            "make_input", "run_checked"]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a :class:`torch.device`, rejecting unknown names and unavailable accelerators early."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidValue("device", device, "'cpu', 'cuda', 'cuda:N' or another torch device name") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidValue("device", str(device), "'cpu' (CUDA is not available on this machine)")
-    return dev
 
 
 def check_shape(input_shape: Sequence[int], field: str = "input_shape") -> tuple[int, ...]:

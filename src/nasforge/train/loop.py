@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..errors import DataError, InvalidValue, NasforgeError
+from ..device import resolve_device
 from .checkpoint import load_training_state, restore_training_state, save_training_state
 from .config import TrainConfig
 from .schedules import build_optimizer, build_scheduler
@@ -110,19 +111,6 @@ class Callback:
 
     def on_epoch_end(self, state: TrainState) -> Optional[bool]:
         return None
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device, which must exist."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InvalidValue("device", device, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidValue("device", str(device), "'cpu' or 'auto' (CUDA is not available here)")
-    return dev
 
 
 # ------------------------------------------------------------------------------------------------ batch checks
