@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -13,15 +12,6 @@ from nasforge import Architecture, get_space, parse
 from nasforge.errors import InvalidArchitecture, InvalidValue, NasforgeError, ParseError
 from nasforge.nn.mbconv import MBConvNet
 from nasforge.spaces.bignas import BigNASSpace, BigNASStage, ResolutionNet, scaled_size
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on a busy 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -14,15 +13,6 @@ from nasforge.errors import InvalidArchitecture, InvalidValue, ParseError, Unkno
 from nasforge.spaces.proxyless import IDENTITY, ProxylessSpace, op_fields, op_name
 
 STAGE_FIRST = [0, 1, 5, 9, 13, 17, 21]  # first SBS of each of the 7 stages (Table 1 repeats 1-4-4-4-4-4-1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster, and immune to oversubscription on a busy 2-core runner."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module", params=["proxyless-basic", "proxyless-large"])
