@@ -33,7 +33,7 @@ def _check_gene(label: Any, value: Any) -> None:
         raise InvalidArchitecture(f"gene {label!r}", value, "int, float, bool or str")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Architecture:
     """An immutable point of search space ``space``: ``Architecture("nb201", {"e0": "skip_connect", ...})``.
 
@@ -87,6 +87,19 @@ class Architecture:
         return Architecture(self.space, d)
 
     # -- identity ------------------------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        """Equal space and genes, value types included (``1``, ``1.0`` and ``True`` are different genes), so
+        equality always agrees with :meth:`key`."""
+        if not isinstance(other, Architecture):
+            return NotImplemented
+        return self.space == other.space and self._typed() == other._typed()
+
+    def __hash__(self) -> int:
+        return hash((self.space, self._typed()))
+
+    def _typed(self) -> tuple[tuple[str, str, Gene], ...]:
+        return tuple((k, type(v).__name__, v) for k, v in self.genes)
+
     def to_json(self) -> str:
         """Canonical JSON: ``{"space": ..., "genes": {...}}`` with sorted keys and no whitespace."""
         return json.dumps({"space": self.space, "genes": dict(self.genes)}, sort_keys=True, separators=(",", ":"))
@@ -132,6 +145,8 @@ def parse(text: str, space: str | None = None) -> Architecture:
     """
     from .registry import get_space, list_spaces
 
+    if not isinstance(text, str):
+        raise ParseError("architecture", repr(text), "a string (compact form or JSON)")
     text = text.strip()
     if text.startswith("{"):
         return Architecture.from_json(text)

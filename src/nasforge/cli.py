@@ -46,6 +46,21 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         raise InvalidValue("--input", text, "CxHxW with positive ints, e.g. 3x32x32 or 1x28x28") from None
 
 
+def int_at_least(low: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low`` (the error names the option ``what``, the value and the range)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an int >= {low}")
+        return value
+
+    return convert
+
+
 def emit(args: argparse.Namespace, rows: list[dict[str, Any]] | dict[str, Any], columns: Sequence[str] | None = None) -> None:
     """Print ``rows`` as JSON (``--format json``) or as an aligned text table."""
     if args.format == "json":
@@ -113,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except NasforgeError as exc:
         print(f"nasforge: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that cannot be created, read or written
+        print(f"nasforge: error: {exc.strerror or exc}: {exc.filename!r}" if exc.filename else
+              f"nasforge: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("nasforge: interrupted", file=sys.stderr)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
 from .arch import parse
-from .cli import command, emit, parse_input_shape
+from .errors import InvalidValue
+from .cli import command, emit, int_at_least, parse_input_shape
 from .registry import get_space, list_spaces
 
 try:  # search-engine commands (search, runs), registered when present
@@ -61,8 +63,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 cmd_sample.configure = lambda p: (p.add_argument("space", help="space name (see `nasforge spaces`)"),  # type: ignore[attr-defined]
-                                   p.add_argument("-n", type=int, default=1, help="how many (default 1)"),
-                                   p.add_argument("--seed", type=int, default=0, help="random seed (default 0)"))
+                                   p.add_argument("-n", type=int_at_least(1, "-n"), default=1, help="how many (default 1)"),
+                                   p.add_argument("--seed", type=int_at_least(0, "--seed"), default=0,
+                                                  help="random seed (default 0)"))
 
 
 @command("cost", help="params, FLOPs and (optionally) measured latency of an architecture")
@@ -99,8 +102,9 @@ def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
     kw = {"required": True} if required else {}
     p.add_argument(flag, **kw, metavar="SOURCE",
                    help="embedded | digits | fashion-mnist | a folder or file (IDX, CIFAR pickles, .npz, CSV, images)")
-    p.add_argument("--limit", type=int, help="use at most N examples of each source split (stratified)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the train/val/test split (default 0)")
+    p.add_argument("--limit", type=int_at_least(1, "--limit"), help="use at most N examples of each source split")
+    p.add_argument("--data-seed", type=int_at_least(0, "--data-seed"), default=0,
+                   help="seed of the train/val/test split (default 0)")
 
 
 def _data_config(args: argparse.Namespace, source: str, **extra):
@@ -140,6 +144,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     space = get_space(args.space)
     arch = parse(args.arch, space.name)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InvalidValue("--out", args.out, "a folder (this path is a file)")
     overrides = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items() if v is not None}
     config = TrainConfig.from_recipe(args.recipe, **overrides)
     splits = load_data(_data_config(args, args.data, crop_padding=args.crop_padding, flip=args.flip))
@@ -168,11 +174,14 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="nb201", help="training recipe: nb201 | lnas | efficientnet | bignas | menas | "
                                                      "dcnas-supernet | dcnas-retrain | padnas (default nb201)")
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate (for recipes with a reference batch "
+                                            "-- efficientnet, bignas, menas, dcnas-*, padnas -- the rate per "
+                                            "lr_reference_batch images, scaled linearly to --batch-size)")
     p.add_argument("--crop-padding", type=int, default=0, help="pad + random-crop augmentation (pixels)")
     p.add_argument("--flip", action="store_true", help="random horizontal flips")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="weight-init and shuffling seed (default 0)")
+    p.add_argument("--seed", type=int_at_least(0, "--seed"), default=0,
+                   help="weight-init, dropout and shuffling seed (default 0)")
     p.add_argument("--out", help="folder for the checkpoint and result.json")
 
 
@@ -184,9 +193,14 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     """Regularized evolution over small NAS-Bench-201 cells, each trained from scratch for one epoch on the embedded
     Fashion-MNIST subset; prints the best architectures with accuracy, params, FLOPs and measured latency."""
     from .cost import MeasuredLatency
-    from .study import run_quickstart
+    from .study import STORE_NAME, Study, run_quickstart
 
-    study = run_quickstart(args.out, overrides=args.overrides, progress=not args.no_progress)
+    if (Path(args.out) / STORE_NAME).is_file():  # run before: continue it (a finished one just prints its table)
+        print(f"quickstart: continuing the search in {args.out} (use --out for a new one)")
+        study = Study.resume(args.out, overrides=[*args.overrides, f"progress={str(not args.no_progress).lower()}"])
+        study.run()
+    else:
+        study = run_quickstart(args.out, overrides=args.overrides, progress=not args.no_progress)
     with study:
         done = [t for t in study.trials("complete") if t.metric("accuracy") is not None]
         done.sort(key=lambda t: -t.metric("accuracy"))

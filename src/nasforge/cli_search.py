@@ -74,6 +74,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise
         summary = study.summary()
     best = summary.get("best") or {}
+    if summary["n_finished"] and summary["n_finished"] == summary["n_failed"]:
+        emit(args, {"run_dir": str(study.run_dir), "trials": summary["n_finished"], "failed": summary["n_failed"]})
+        print(f"nasforge: error: every trial failed; see the errors with: nasforge runs show {study.run_dir}",
+              file=sys.stderr)
+        return 1
     row: dict[str, Any] = {"run_dir": str(study.run_dir), "trials": summary["n_finished"],
                            "failed": summary["n_failed"], f"best {summary['metric']}": best.get("value")}
     row.update({f"best {k}": v for k, v in (best.get("metrics") or {}).items() if k != summary["metric"]})

@@ -63,7 +63,7 @@ class StrategyConfig(BaseModel):
     """A registered strategy and its hyper-parameters (named as in its paper; see ``nasforge.strategies``)."""
 
     model_config = _STRICT
-    name: str = "regularized-evolution"
+    name: str = "local-search"  # nasforge.strategies.DEFAULT_STRATEGY (best on the NB201 benchmark)
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")

@@ -168,7 +168,8 @@ class Study:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InvalidValue("seed", seed, "an int >= 0")
         self.space, self.strategy, self.evaluator = space, strategy, evaluator
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run_dir = Path(run_dir).resolve() if run_dir is not None else None
+        self._lock: Any = None
         if store is None:
             store = SQLiteStore(self.run_dir / STORE_NAME) if self.run_dir is not None else MemoryStore()
         self.store = store
@@ -244,8 +245,11 @@ class Study:
         return load_checkpoint(t.checkpoint, sha256=t.checkpoint_sha256)
 
     def close(self) -> None:
-        """Close the trial store."""
+        """Close the trial store and release the run folder."""
         self.store.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> "Study":
         return self
@@ -259,14 +263,36 @@ class Study:
         if self._prepared:
             return
         self._prepared = True
+        self._acquire_lock()
+        fresh = len(self.store) == 0
+        if not fresh:
+            self._restore()
+        # written only once the stored state has been accepted: a rejected resume leaves the run folder as it was
         self._write_config()
         self.store.set_meta("study", {"seed": self.seed, "metric": self.metric, "mode": self.mode,
                                       "budget": self.budget, "strategy": self.strategy.name,
                                       "evaluator": getattr(self.evaluator, "name", type(self.evaluator).__name__),
                                       "executor": self.executor.describe(),
                                       "seeds": "trial k: SeedSequence(seed, spawn_key=(k,)).generate_state(1)[0]"})
-        if len(self.store) == 0:
+
+    def _acquire_lock(self) -> None:
+        """One process per run folder: a second search or resume on a folder in use stops with a clear error."""
+        if self.run_dir is None or self._lock is not None:
             return
+        import fcntl
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(self.run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise InvalidValue("run folder", str(self.run_dir), "a folder no other nasforge process is using "
+                                                                "(another search or resume holds it)") from None
+        self._lock = fh
+
+    def _restore(self) -> None:
+        """Existing store: restore the strategy and find the trials to evaluate again."""
         self.store.requeue_interrupted()
         trials = self.store.trials()
         state, study_state = self.store.get_meta(_STRATEGY_KEY), self.store.get_meta(_STUDY_KEY)
@@ -455,6 +481,11 @@ class Study:
         """
         from .config import config_from_dict, load_config
 
+        for item in overrides:
+            key = item.partition("=")[0].strip()
+            if key.split(".")[0] not in RESUME_OVERRIDABLE:
+                raise InvalidValue("--set on resume", key, f"{', '.join(RESUME_OVERRIDABLE)} (anything else would mix "
+                                                           "trials of different setups in one run; start a new run)")
         run_dir = Path(run_dir)
         if (run_dir / "config.yaml").is_file():
             config = load_config(run_dir / "config.yaml", overrides)
@@ -467,6 +498,10 @@ class Study:
         else:
             raise InvalidValue("resume", str(run_dir), f"a run folder holding config.yaml and {STORE_NAME}")
         return build_study(config, run_dir, executor=executor, callbacks=callbacks, resume=True)
+
+
+#: config fields a resume may change (``--set``); the rest define the run and stay as stored
+RESUME_OVERRIDABLE = ("budget", "executor", "progress", "report", "device")
 
 
 # ==================================================================================================== builders
@@ -482,8 +517,14 @@ def build_study(config: "SearchConfig", run_dir: str | Path | None = None, *, ex
     run_dir = Path(run_dir) if run_dir is not None else (Path(config.out) if config.out else None)
     if run_dir is not None and not resume and (run_dir / STORE_NAME).exists():
         raise InvalidValue("out", str(run_dir), "a new run folder (this one holds a study; resume it with --resume)")
+    if config.device is not None:
+        from .device import resolve_device
+
+        resolve_device(config.device)  # an unknown or absent device fails now, not in every trial
     space = build_space(config)
     evaluator = build_evaluator(config, space)
+    if hasattr(evaluator, "input_spec"):
+        evaluator.input_spec  # loads the data once: a bad path, shape or class count fails before any trial
     strategy = build_strategy(config, space, evaluator)
     budget = resolved_budget(config, strategy)
     resolved = config.model_copy(update={

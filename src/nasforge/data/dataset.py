@@ -220,3 +220,15 @@ def split_indices(labels: np.ndarray | torch.Tensor, sizes: Sequence[int], rng: 
         left -= per_class
     parts.append(np.concatenate([p[t:] for p, t in zip(pools, taken)] or [np.zeros(0, int)]))
     return [np.sort(p).astype(np.int64) for p in parts]
+
+
+def check_same_shape(splits: dict[str, "ArrayDataset"]) -> dict[str, "ArrayDataset"]:
+    """``splits`` unchanged when every non-empty split has the images shape of ``train`` (else of the first split);
+    otherwise a :class:`DataError` naming the split, its shape and the allowed one."""
+    shapes = {s: d.input_shape for s, d in splits.items() if len(d)}
+    ref = shapes.get("train", next(iter(shapes.values()), None))
+    for s, shape in shapes.items():
+        if shape != ref:
+            raise DataError(f"split {s!r}: images {'x'.join(map(str, shape))}; allowed: "
+                            f"{'x'.join(map(str, ref))} like the other splits (or set data.image_size to resize all)")
+    return splits

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from .dataset import check_same_shape
 from ..io import atomic_write_bytes
 from .dataset import ArrayDataset
 from .imagefolder import detect_image_folder, read_image_folder, write_image_folder
@@ -77,7 +78,7 @@ def _finish(splits: Splits, image_size: int | None) -> Splits:
                   for s, d in splits.items()}
     if image_size is not None:
         splits = {s: resize_dataset(d, image_size) for s, d in splits.items()}
-    return splits
+    return check_same_shape(splits)
 
 
 # ================================================================================================= IDX (LeCun)

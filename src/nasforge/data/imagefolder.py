@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .dataset import ArrayDataset
+from .dataset import ArrayDataset, check_same_shape
 
 __all__ = ["IMAGE_SUFFIXES", "detect_image_folder", "read_image_folder", "write_image_folder"]
 
@@ -85,7 +85,7 @@ def read_image_folder(path: Path, image_size: int | None = None) -> dict[str, Ar
     else:
         roots = {"all": path}
     classes = sorted({d.name for r in roots.values() for d in _class_dirs(r)})
-    return {s: _read_split(r, classes, image_size, s) for s, r in roots.items()}
+    return check_same_shape({s: _read_split(r, classes, image_size, s) for s, r in roots.items()})
 
 
 def write_image_folder(path: Path, splits: Mapping[str, ArrayDataset]) -> None:

@@ -11,6 +11,7 @@ from typing import Iterator
 import torch
 
 from ..errors import InvalidValue
+from ..device import resolve_device
 from .augment import BatchTransform
 from .dataset import ArrayDataset
 
@@ -55,7 +56,7 @@ class Batches:
         self.transform = transform if transform is not None else BatchTransform()
         self.shuffle = self.train if shuffle is None else bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.generator = make_generator(seed, generator)
         if self.generator is None and (self.shuffle or (self.train and self.transform.random)):
             raise InvalidValue("seed", None, "an int seed or a torch.Generator (shuffling / augmentation is random)")

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..arch import Architecture
+from ..device import seeded_torch
 from ..errors import InvalidValue
 from ..trial import Result
 from .base import Evaluator
@@ -163,12 +164,14 @@ class TrainEvaluator(Evaluator):
         device = resolve_device(context.get("device") or self.device)
         shape, classes = self.input_spec
         splits = self.splits()
-        init_seed, data_seed = (int(s) for s in np.random.SeedSequence(0 if seed is None else seed)
-                                .generate_state(2) % (2 ** 31))
+        init_seed, data_seed, torch_seed = (int(s) for s in np.random.SeedSequence(0 if seed is None else seed)
+                                            .generate_state(3) % (2 ** 31))
         ckpt = None
         if self.checkpoints and context.get("trial_dir"):
             ckpt = Path(context["trial_dir"]) / CHECKPOINT_NAME
-        with _Threads(self.threads):
+        # seeded_torch: dropout masks (and the default init that init_weights redraws) come from torch's default
+        # generator; scoping it to this trial makes a seeded trial reproduce whatever ran before it.
+        with _Threads(self.threads), seeded_torch(torch_seed, device):
             model = init_weights(self.space.build(arch, shape, classes), torch.Generator().manual_seed(init_seed))
             batches = splits.loader("train", self.train_config.batch_size, device=device, seed=data_seed)
             scored = splits.loader(self.split, self.eval_batch_size, device=device, train=False)

@@ -16,6 +16,8 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import pickle
+import signal
+import sys
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
@@ -31,6 +33,20 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows
         return max(1, os.cpu_count() or 1)
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, ask the kernel to kill this worker when the search process dies (e.g. kill -9),
+    so no orphan keeps training, or holding a GPU, while a resumed search runs the same trial again."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # no libc.so.6 (e.g. musl): workers then outlive a killed parent
+        pass
 
 
 class ProcessPoolExecutor(Executor):
@@ -50,7 +66,8 @@ class ProcessPoolExecutor(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(max_workers=self.max_workers, mp_context=multiprocessing.get_context("spawn"),
-                                      max_tasks_per_child=1 if self.fresh_process else None)
+                                      max_tasks_per_child=1 if self.fresh_process else None,
+                                      initializer=_die_with_parent)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         for i, arg in enumerate((fn, *args)):

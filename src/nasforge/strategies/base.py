@@ -144,6 +144,8 @@ class Strategy(ABC):
     hyper: ClassVar[dict[str, Hyper]] = {}
     #: attempts of the strategy's own operator, then of uniform sampling, before a duplicate is returned
     dedup_tries: ClassVar[int] = 100
+    #: with constraints, further uniform draws before a narrow feasible region is declared unsatisfiable
+    constraint_tries: ClassVar[int] = 20_000
 
     def __init__(self, space: SearchSpace, *, seed: int, metric: str = "accuracy", mode: str = "max",
                  constraints: Iterable[Constraint | Mapping[str, Any] | Sequence[Any]] = (),
@@ -408,11 +410,16 @@ class Strategy(ABC):
             if cand.arch.key() not in self._seen:
                 return cand
             duplicate = duplicate or cand
+        if self.constraints:  # a rare feasible region: keep drawing uniformly before giving up (bounded)
+            for _ in range(self.constraint_tries):
+                arch = self.space.sample(self._rng)
+                if self.feasible(arch) and arch.key() not in self._seen:
+                    return Candidate(arch, (), self._generation, {"fallback": "uniform-feasible"})
         if duplicate is not None:
             return dataclasses.replace(duplicate, info={**duplicate.info, "duplicate": True})
         raise InvalidValue("constraints", [str(c) for c in self.constraints],
                            f"bounds met by some architecture of space {self.space.name!r} "
-                           f"(none of {2 * self.dedup_tries} candidates satisfied them)",
+                           f"(none of {2 * self.dedup_tries + self.constraint_tries} new candidates satisfied them)",
                            where=f"strategy {self.name!r}")
 
     def _complete(self) -> list[tuple[Trial, float]]:

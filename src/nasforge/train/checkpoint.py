@@ -81,11 +81,13 @@ def save_training_state(path: str | os.PathLike[str], *, model: nn.Module, optim
     return save_checkpoint(path, payload)
 
 
-def load_training_state(path: str | os.PathLike[str], config: TrainConfig, steps_per_epoch: int) -> dict[str, Any]:
+def load_training_state(path: str | os.PathLike[str], config: TrainConfig, steps_per_epoch: int,
+                        total_steps: int | None = None) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_training_state` and check that it belongs to this run.
 
-    The config and the number of steps per epoch must equal the ones the checkpoint was trained with (the
-    schedule is a function of both); a mismatch raises :class:`InvalidValue` naming the field.
+    The config, the number of steps per epoch and (for the cosine and linear schedules, whose shape depends on
+    it) the total number of steps must equal the ones the checkpoint was trained with; a mismatch raises
+    :class:`InvalidValue` naming the field.
     """
     ckpt = load_checkpoint(path, map_location="cpu")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -99,6 +101,10 @@ def load_training_state(path: str | os.PathLike[str], config: TrainConfig, steps
     if saved_spe != steps_per_epoch:
         raise InvalidValue("steps_per_epoch", steps_per_epoch, [saved_spe],
                            where=f"resume from {os.fspath(path)!r} (must match the checkpoint)")
+    saved_total = ckpt["position"].get("total_steps")
+    if total_steps is not None and config.schedule in ("cosine", "linear") and saved_total != total_steps:
+        raise InvalidValue("epochs (total steps)", total_steps, [saved_total],
+                           where=f"resume from {os.fspath(path)!r} (the {config.schedule} schedule depends on it)")
     return ckpt
 
 

@@ -336,7 +336,7 @@ def _save(run: _Run, path: str | os.PathLike[str]) -> str:
 
 
 def _resume(run: _Run, path: str | os.PathLike[str]) -> None:
-    ckpt = load_training_state(path, run.config, run.steps_per_epoch)
+    ckpt = load_training_state(path, run.config, run.steps_per_epoch, run.total_steps)
     st = run.state
     restore_training_state(ckpt, model=run.model, optimizer=st.optimizer, scheduler=st.scheduler,
                            scaler=run.scaler, device=run.device, source=run.source)
