@@ -8,7 +8,7 @@ import torch
 
 from .errors import InvalidValue
 
-__all__ = ["resolve_device", "seeded_torch"]
+__all__ = ["resolve_device", "seeded_torch", "torch_threads"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -49,3 +49,18 @@ def seeded_torch(seed: int, device: torch.device | str = "cpu") -> Iterator[None
         for i in cuda:
             torch.cuda.default_generators[i].manual_seed(int(seed))
         yield
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``torch.set_num_threads(n)`` and restore the previous count afterwards, even on error
+    (``None``: leave the count as it is)."""
+    if n is None:
+        yield
+        return
+    prior = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prior)

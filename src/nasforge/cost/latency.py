@@ -18,20 +18,20 @@ is used; without it (the default install) the TorchScript exporter (``dynamo=Fal
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import os
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
 from torch.utils.benchmark import Measurement, Timer
 
 from ..errors import InvalidValue, UnknownName
+from ..device import torch_threads
 from .counted import check_shape, eval_mode, make_input, on_device, resolve_device, run_checked
 
 __all__ = ["BACKENDS", "LatencyResult", "measure_latency", "onnx_exporter"]
@@ -66,17 +66,6 @@ class LatencyResult:
 def onnx_exporter() -> str:
     """``"dynamo"`` when ``onnxscript`` is installed (the dynamo exporter needs it), else ``"torchscript"``."""
     return "dynamo" if importlib.util.find_spec("onnxscript") is not None else "torchscript"
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Set ``torch.set_num_threads(n)`` for the block and restore the previous value after, even on error."""
-    prior = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prior)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
@@ -165,7 +154,7 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, batch_size:
     net = on_device(model, dev)
     x = make_input(net, shape, batch_size, dev, seed=seed)
     info: dict[str, Any] = {}
-    with _torch_threads(threads), eval_mode(net):
+    with torch_threads(threads), eval_mode(net):
         with torch.no_grad():
             run_checked(net, x)  # a bad input shape fails here, with a one-line error, before any timing
         if backend == "torch":

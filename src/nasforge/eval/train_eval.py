@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 from ..arch import Architecture
-from ..device import seeded_torch
+from ..device import seeded_torch, torch_threads
 from ..errors import InvalidValue
 from ..trial import Result
 from .base import Evaluator
@@ -72,22 +72,6 @@ def _load_splits(config_json: str) -> "DataSplits":
     from ..data import load_data
 
     return load_data(json.loads(config_json))
-
-
-class _Threads:
-    """Set torch's intra-op threads for one evaluation and restore them afterwards."""
-
-    def __init__(self, n: int | None) -> None:
-        self.n, self.before = n, None
-
-    def __enter__(self) -> None:
-        if self.n is not None:
-            self.before = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.before is not None:
-            torch.set_num_threads(self.before)
 
 
 class TrainEvaluator(Evaluator):
@@ -171,7 +155,7 @@ class TrainEvaluator(Evaluator):
             ckpt = Path(context["trial_dir"]) / CHECKPOINT_NAME
         # seeded_torch: dropout masks (and the default init that init_weights redraws) come from torch's default
         # generator; scoping it to this trial makes a seeded trial reproduce whatever ran before it.
-        with _Threads(self.threads), seeded_torch(torch_seed, device):
+        with torch_threads(self.threads), seeded_torch(torch_seed, device):
             model = init_weights(self.space.build(arch, shape, classes), torch.Generator().manual_seed(init_seed))
             batches = splits.loader("train", self.train_config.batch_size, device=device, seed=data_seed)
             scored = splits.loader(self.split, self.eval_batch_size, device=device, train=False)
