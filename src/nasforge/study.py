@@ -326,14 +326,17 @@ class Study:
         """The next candidate and its seed: an interrupted trial to redo first, else a new ask."""
         if self._requeue:
             t = self._requeue.pop(0)
-            return Candidate(t.arch, tuple(t.parents), t.generation), (t.seed if t.seed is not None else 0)
+            return (Candidate(t.arch, tuple(t.parents), t.generation, dict(t.info)),
+                    (t.seed if t.seed is not None else 0))
         cand = self.strategy.ask(1)[0]
         seed = trial_seed(self.seed, self._n_asked)
         self._n_asked += 1
         return cand, seed
 
     def _context(self, trial: Trial) -> dict[str, Any]:
-        ctx: dict[str, Any] = {"trial_id": trial.id}
+        ctx: dict[str, Any] = {"trial_id": trial.id, "generation": trial.generation}
+        if trial.info:
+            ctx["candidate"] = dict(trial.info)  # what the strategy said about the candidate (e.g. its kind)
         if self.run_dir is not None:
             ctx["trial_dir"] = str(self.run_dir / "trials" / f"{trial.id:05d}")
         if self.device is not None:
@@ -345,6 +348,11 @@ class Study:
                 ctx["parent_checkpoint"] = parent.checkpoint
                 ctx["parent_checkpoint_sha256"] = parent.checkpoint_sha256
         return ctx
+
+    def _blocked(self) -> bool:
+        """True while the strategy has nothing to ask yet (a generational strategy waiting for its generation to
+        finish) or has finished its schedule; interrupted trials to redo are always available."""
+        return not self._requeue and not self.strategy.can_ask()
 
     def _launch(self) -> None:
         cand, seed = self._next()
@@ -403,7 +411,8 @@ class Study:
         finished = self.n_finished
         try:
             while True:
-                while len(self._running) < self.executor.max_workers and finished + len(self._running) < self.budget:
+                while (len(self._running) < self.executor.max_workers and not self._blocked()
+                       and finished + len(self._running) < self.budget):
                     self._launch()
                 if not self._running:
                     break

@@ -68,6 +68,8 @@ class Trial:
     error: str | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
+    #: the proposing strategy's :attr:`Candidate.info` (e.g. MENAS's trial kind), stored with the trial
+    info: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str, default: float | None = None) -> float | None:
         if self.result is None:

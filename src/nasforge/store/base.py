@@ -156,7 +156,7 @@ class TrialStore(ABC):
                "started_at": time.time()}
         trial_id = self._insert(row)
         return Trial(id=trial_id, arch=arch, parents=tuple(parents), generation=generation, seed=seed,
-                     started_at=row["started_at"])
+                     started_at=row["started_at"], info=json.loads(row["candidate_info"]))
 
     def _close_trial(self, trial_id: int, fields: dict[str, Any], meta: Mapping[str, Any] | None,
                      target: str) -> None:
@@ -226,7 +226,7 @@ class TrialStore(ABC):
                      state=TrialState(row["state"]), result=result, parents=tuple(json.loads(row["parents"])),
                      generation=row["generation"], seed=row["seed"], started_at=row["started_at"],
                      finished_at=row["finished_at"], error=row["error"], checkpoint=row["checkpoint"],
-                     checkpoint_sha256=row["checkpoint_sha256"])
+                     checkpoint_sha256=row["checkpoint_sha256"], info=json.loads(row["candidate_info"] or "{}"))
 
     def get(self, trial_id: int) -> Trial:
         """The trial with id ``trial_id``."""

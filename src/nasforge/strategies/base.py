@@ -216,6 +216,12 @@ class Strategy(ABC):
         return 0
 
     # ------------------------------------------------------------------------------------------- public API
+    def can_ask(self) -> bool:
+        """Whether :meth:`ask` can propose a candidate now. Steady-state strategies always can; a generational
+        one (MENAS) returns False while it waits for in-flight trials of its generation, or when its schedule is
+        done (then a :class:`~nasforge.study.Study` stops once nothing is running)."""
+        return True
+
     def ask(self, n: int = 1) -> list[Candidate]:
         """``n`` new, distinct, feasible candidates (see the module docstring for the fallback rules)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -387,7 +393,7 @@ class Strategy(ABC):
                 self._seen[key] = None
                 self._pending[key] = None
                 self._n_asked += 1
-                self._on_ask(Candidate(arch, tuple(t.parents), int(t.generation)))
+                self._on_ask(Candidate(arch, tuple(t.parents), int(t.generation), dict(getattr(t, "info", {}) or {})))
         done = [t for t in trials if TrialState(t.state) is not TrialState.RUNNING]
         for t in sorted(done, key=lambda t: (t.finished_at if t.finished_at is not None else math.inf, t.id)):
             self.tell(t)
