@@ -1,0 +1,164 @@
+"""``nasforge export RUN_DIR [--trial N] [--out DIR] [--no-onnx]``: deploy a trained trial of a search.
+
+Reads trial ``N`` (default: the study's best) from ``RUN_DIR/trials.sqlite``, rebuilds its network from the run's
+config (``config.yaml``: space and its kwargs; the input shape and class count from the evaluator's data), loads
+the trial's training checkpoint (verified against the SHA-256 the store recorded) and writes an export folder with
+:func:`nasforge.export.export_model` (``model.pt``, ``arch.json``, ``meta.json``, ``model.onnx``).
+
+Supernet run folders (``supernet.pt`` and no ``trials.sqlite``) are handed to
+``nasforge.supernet.select.export_member_from_run(run_dir, arch, out_dir, onnx=...)`` with ``--arch``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from .cli import command, emit, int_at_least
+from .errors import InvalidValue
+from .io import CheckpointError
+
+__all__ = ["export_trial", "cmd_export", "SUPERNET_FILE"]
+
+#: the file that marks a supernet run folder
+SUPERNET_FILE = "supernet.pt"
+
+
+def _run_config(run_dir: Path, store: Any) -> Any:
+    """The run's :class:`~nasforge.config.SearchConfig` (``config.yaml``, else the copy kept in the store)."""
+    from .config import config_from_dict, load_config
+
+    if (run_dir / "config.yaml").is_file():
+        return load_config(run_dir / "config.yaml")
+    raw = store.get_meta("config")
+    if raw is None:
+        raise InvalidValue("RUN_DIR", str(run_dir), "a run folder written from a config (config.yaml)")
+    return config_from_dict(raw)
+
+
+def _best_id(run_dir: Path, store: Any) -> int:
+    """The best trial: ``best.json``'s, else the best complete trial of the store by the study's metric."""
+    best_file = run_dir / "best.json"
+    if best_file.is_file():
+        best = (json.loads(best_file.read_text(encoding="utf-8")) or {}).get("best")
+        if isinstance(best, Mapping) and isinstance(best.get("trial_id"), int):
+            return best["trial_id"]
+    study = store.get_meta("study", {}) or {}
+    metric, sign = study.get("metric", "accuracy"), (1 if study.get("mode", "max") == "max" else -1)
+    scored = [(sign * float(v), -t.id, t.id) for t in store.trials("complete")
+              if isinstance(v := t.metric(metric), (int, float)) and math.isfinite(v)]
+    if not scored:
+        raise InvalidValue("--trial", None, f"a trial id (the run has no complete trial with a {metric!r} value)")
+    return max(scored)[2]
+
+
+def _checkpoint_path(trial: Any, run_dir: Path) -> Path:
+    """The recorded checkpoint, or the same file name in the trial's folder of a run folder that was moved."""
+    if trial.checkpoint is None:
+        raise InvalidValue(f"trial {trial.id} checkpoint", None,
+                           "a trial trained with checkpoints (evaluator kind 'train' with checkpoints: true)")
+    path = Path(trial.checkpoint)
+    moved = run_dir / "trials" / f"{trial.id:05d}" / path.name
+    return moved if not path.is_file() and moved.is_file() else path
+
+
+def _state_dict(path: Path, sha256: str | None) -> Mapping[str, Any]:
+    from .io import load_checkpoint
+
+    ckpt = load_checkpoint(path, sha256=sha256)
+    state = ckpt.get("model") if isinstance(ckpt, Mapping) else None
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"checkpoint {str(path)!r}: no 'model' state dict (expected a nasforge training "
+                              "checkpoint)")
+    return state
+
+
+def export_trial(run_dir: str | Path, trial: int | None = None, out: str | Path | None = None, *,
+                 onnx: bool | None = None) -> dict[str, Any]:
+    """Export trial ``trial`` (default: the best) of the search in ``run_dir`` to ``out`` (default:
+    ``RUN_DIR/export/trial-NNNNN``); returns a summary row (trial, arch, metric, files, ONNX parity)."""
+    from .config import TrainEvaluatorConfig, build_evaluator, build_space
+    from .export import build_with_state, export_model
+    from .store import SQLiteStore
+    from .study import STORE_NAME
+
+    run = Path(run_dir)
+    if not (run / STORE_NAME).is_file():
+        raise InvalidValue("RUN_DIR", str(run_dir), f"a run folder holding {STORE_NAME} (written by nasforge search)")
+    with SQLiteStore(run / STORE_NAME) as store:
+        config = _run_config(run, store)
+        if not isinstance(config.evaluator, TrainEvaluatorConfig):
+            raise InvalidValue("RUN_DIR", str(run_dir), f"a run whose trials were trained (evaluator kind 'train'; "
+                               f"this one is {config.evaluator.kind!r}, which keeps no weights)")
+        t = store.get(_best_id(run, store) if trial is None else trial)
+    if t.state.value != "complete":
+        raise InvalidValue("--trial", t.id, f"a complete trial (trial {t.id} is {t.state.value})")
+    space = build_space(config)
+    arch = space.validate(t.arch)
+    shape, classes = build_evaluator(config, space).input_spec
+    path = _checkpoint_path(t, run)
+    model = build_with_state(space, arch, shape, classes, _state_dict(path, t.checkpoint_sha256))
+    target = Path(out) if out is not None else run / "export" / f"trial-{t.id:05d}"
+    meta = {"run_dir": str(run.resolve()), "trial": t.id, "metrics": t.result.metrics if t.result else {},
+            "costs": t.result.costs if t.result else {}, "checkpoint": str(path), "checkpoint_sha256":
+            t.checkpoint_sha256, "config_name": config.name}
+    files = export_model(model, arch, target, input_shape=shape, onnx=onnx, meta=meta,
+                         space_kwargs=config.space.kwargs)
+    onnx_info = json.loads(Path(files["meta"]).read_text(encoding="utf-8"))["onnx"]
+    return {"trial": t.id, "arch": space.format(arch), config.metric: t.metric(config.metric), "out": str(target),
+            "files": ", ".join(sorted(Path(p).name for p in files.values())),
+            "onnx max abs diff": onnx_info.get("max_abs_diff")}
+
+
+def _export_supernet(args: argparse.Namespace, run: Path) -> int:
+    """The hook for supernet run folders (``nasforge.supernet.select``, imported only here)."""
+    if args.trial is not None:
+        raise InvalidValue("--trial", args.trial, "no --trial for a supernet run folder (name the member with --arch)")
+    if not args.arch:
+        raise InvalidValue("--arch", None, "the architecture to extract from the supernet (string or JSON)")
+    try:
+        from .supernet.select import export_member_from_run
+    except ImportError as exc:
+        if getattr(exc, "name", None) not in ("nasforge.supernet", "nasforge.supernet.select") and \
+                "export_member_from_run" not in str(exc):
+            raise
+        raise InvalidValue("RUN_DIR", str(run), "a search run folder (exporting from a supernet run needs "
+                           "nasforge.supernet.select.export_member_from_run, which this install lacks)") from None
+    out = Path(args.out) if args.out else run / "export" / "member"
+    result = export_member_from_run(run, args.arch, out, onnx=False if args.no_onnx else None)
+    emit(args, {"out": str(out), **(dict(result) if isinstance(result, Mapping) else {})})
+    return 0
+
+
+@command("export", help="export a trained trial (default: the best) as model.pt + arch.json + model.onnx")
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export trial N of the search in RUN_DIR (default: the best) for deployment: model.pt (state dict),
+    arch.json (space, kwargs, architecture, input shape, classes), model.onnx checked against onnxruntime
+    (unless --no-onnx or onnxruntime is missing) and meta.json. Rebuild with nasforge.export.load_exported(DIR).
+
+    A supernet run folder (supernet.pt, no trials.sqlite) exports the member named by --arch."""
+    from .study import STORE_NAME
+
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise InvalidValue("RUN_DIR", str(run), "an existing run folder")
+    if (run / SUPERNET_FILE).is_file() and not (run / STORE_NAME).is_file():
+        return _export_supernet(args, run)
+    if args.arch:
+        raise InvalidValue("--arch", args.arch, "nothing for a search run folder (choose the trial with --trial)")
+    emit(args, export_trial(run, args.trial, args.out, onnx=False if args.no_onnx else None))
+    return 0
+
+
+def _export_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder of `nasforge search` (or of a supernet run)")
+    p.add_argument("--trial", type=int_at_least(0, "--trial"), default=None,
+                   help="trial id (default: the study's best)")
+    p.add_argument("--out", help="export folder (default: RUN_DIR/export/trial-NNNNN)")
+    p.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
+    p.add_argument("--arch", help="supernet run folders: the member architecture to export")
+
+
+cmd_export.configure = _export_options  # type: ignore[attr-defined]
