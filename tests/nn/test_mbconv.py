@@ -7,9 +7,12 @@ import pytest
 import torch
 import torch.nn as nn
 
+from torch.utils.flop_counter import FlopCounterMode
+
+from nasforge.cost.analytic import spec_flops, spec_params
 from nasforge.errors import InvalidValue
 from nasforge.nn.layers import ConvBNAct, SqueezeExcite, make_activation, make_gate
-from nasforge.nn.mbconv import InvertedResidual, MBConvNet, build_network
+from nasforge.nn.mbconv import InvertedResidual, MBConvNet, TransitionShortcut, build_network
 from nasforge.nn.spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec
 
 
@@ -122,6 +125,56 @@ def test_built_network_needs_only_torch_and_nasforge_nn() -> None:
     net = build_network(_net_spec())
     modules = {type(m).__module__ for m in net.modules()}
     assert all(m.startswith("torch.") or m.startswith("nasforge.nn") for m in modules), modules
+
+
+def test_transition_shortcut_pools_and_projects() -> None:
+    """BigNAS Sec. 3.1: 2x2 average pooling when the resolution changes, 1x1 conv when the channels do."""
+    both = TransitionShortcut(in_ch=6, out_ch=10, stride=2)
+    assert isinstance(both.pool, nn.AvgPool2d) and isinstance(both.conv, nn.Conv2d)
+    assert both.conv.weight.shape == (10, 6, 1, 1) and both.conv.bias is None
+    for size in (1, 2, 7, 8):  # ceil_mode: the same ceil(H / 2) as the strided depthwise conv
+        x = torch.randn(2, 6, size, size)
+        expected = nn.functional.conv2d(nn.functional.avg_pool2d(x, 2, ceil_mode=True), both.conv.weight)
+        assert torch.equal(both(x), expected) and both(x).shape[-1] == -(-size // 2)
+    pool_only = TransitionShortcut(in_ch=6, out_ch=6, stride=2)
+    assert isinstance(pool_only.conv, nn.Identity) and not list(pool_only.parameters())
+    conv_only = TransitionShortcut(in_ch=6, out_ch=10, stride=1)
+    assert isinstance(conv_only.pool, nn.Identity)
+    assert isinstance(TransitionShortcut(in_ch=6, out_ch=6, stride=1, conv=True).conv, nn.Conv2d)
+    for kwargs, field in [({"stride": 3}, "stride"), ({"conv": False}, "conv"), ({"in_ch": 0}, "in_ch")]:
+        with pytest.raises(InvalidValue, match=field):
+            TransitionShortcut(**{"in_ch": 6, "out_ch": 10, "stride": 2, **kwargs})
+
+
+def test_transition_skip_only_where_there_is_no_identity_skip() -> None:
+    base = MBConvSpec(in_ch=8, mid_ch=16, out_ch=12, kernel=3, stride=2, se_ch=4)
+    assert not base.transition_skip and InvertedResidual(base).shortcut is None  # default: networks unchanged
+    block = InvertedResidual(replace(base, transition_skip=True)).eval()
+    assert block.shortcut is not None and isinstance(block.shortcut.pool, nn.AvgPool2d)
+    nn.init.zeros_(block.project.bn.weight)  # zero-init gamma: the block is its shortcut (BigNAS Sec. 3.1)
+    x = torch.randn(2, 8, 9, 9)
+    assert torch.equal(block(x), block.shortcut(x))
+    identity = replace(base, out_ch=8, stride=1, transition_skip=True)
+    assert identity.has_skip and not identity.has_transition and InvertedResidual(identity).shortcut is None
+    with pytest.raises(InvalidValue, match="transition_skip"):
+        InvertedResidual(replace(base, transition_skip=1))
+
+
+def test_transition_skips_keep_analytic_costs_exact() -> None:
+    spec = _net_spec()
+    spec = replace(spec, blocks=tuple(replace(b, transition_skip=True) for b in spec.blocks)
+                   + (MBConvSpec(in_ch=12, mid_ch=24, out_ch=12, kernel=3, stride=2, transition_skip=True),))
+    spec = replace(spec, head=replace(spec.head, in_ch=12))
+    for size in (16, 17, 9):
+        s = replace(spec, input_shape=(3, size, size))
+        net = build_network(s).eval()
+        assert [b.shortcut is not None for b in net.blocks] == [False, True, False, True]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(torch.randn(1, 3, size, size))
+        assert spec_flops(s) == counter.get_total_flops()
+        assert spec_params(s) == sum(p.numel() for p in net.parameters())
+    plain = replace(spec, blocks=tuple(replace(b, transition_skip=False) for b in spec.blocks))
+    assert spec_params(spec) - spec_params(plain) == 12 * 8  # the one 1x1 conv 8 -> 12; pooling is free
 
 
 @pytest.mark.parametrize("change, field", [

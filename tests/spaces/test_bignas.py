@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nasforge import Architecture, get_space, parse
 from nasforge.errors import InvalidArchitecture, InvalidValue, NasforgeError, ParseError
-from nasforge.nn.mbconv import MBConvNet
+from nasforge.nn.mbconv import InvertedResidual, MBConvNet
 from nasforge.spaces.bignas import BigNASSpace, BigNASStage, ResolutionNet, scaled_size
 
 
@@ -57,6 +57,10 @@ def test_paper_child_in_space_near_650_mflops(space: BigNASSpace) -> None:
     assert space.contains(child)
     macs = space.flops(child) / 2  # papers count multiply-adds
     assert 600e6 < macs < 700e6
+    # pinned: 658.5M with the Sec. 3.1 stage-transition 1x1 convs, 636.8M without them
+    assert space.flops(child) == 2 * 658_535_680 and space.params(child) == 6_691_740
+    plain = BigNASSpace(transition_skip=False)
+    assert plain.flops(child) == 2 * 636_794_112 and plain.params(child) == 6_570_524
     # the whole family spans the paper's 200 MFLOPs .. 1 GFLOPs models
     assert space.flops(space.smallest()) / 2 < 240e6 < 1e9 < space.flops(space.largest()) / 2
 
@@ -133,6 +137,38 @@ def test_flops_match_counter_at_paper_resolution(space: BigNASSpace) -> None:
     net = space.build(child, num_classes=5)
     assert space.flops(child, num_classes=5) == _counted(net, (3, 256, 256))
     assert space.params(child) == sum(p.numel() for p in space.build(child).parameters())
+
+
+def test_transition_skips_exactly_where_shapes_differ(space: BigNASSpace) -> None:
+    """Sec. 3.1: a shortcut (2x2 avg pool and/or 1x1 conv) at each stage transition, where the resolution or the
+    channels change; identity skips elsewhere. Analytic costs still equal the counted ones."""
+    rng = np.random.default_rng(3)
+    for a in [space.smallest(), space.sample(rng)]:
+        spec = space.spec(a, (3, 32, 32), 10)
+        net = space.build(a, (3, 32, 32), 10).eval()
+        for (k, j), b, block in zip(space.block_positions(a), spec.blocks, net.blocks):
+            differ = b.stride == 2 or b.in_ch != b.out_ch
+            assert (block.shortcut is not None) == differ == (j == 0) and block.has_skip == (not differ)
+            if differ:
+                assert isinstance(block.shortcut.pool, torch.nn.AvgPool2d) == (b.stride == 2)
+                assert isinstance(block.shortcut.conv, torch.nn.Conv2d) == (b.in_ch != b.out_ch)
+        assert space.flops(a, (3, 32, 32), 10) == _counted(net, (3, 32, 32))
+        assert space.params(a, (3, 32, 32), 10) == sum(p.numel() for p in net.parameters())
+    plain = BigNASSpace(transition_skip=False).build(space.smallest(), (3, 32, 32), 10)
+    assert all(block.shortcut is None for block in plain.blocks)
+    with pytest.raises(InvalidValue, match="transition_skip"):
+        BigNASSpace(transition_skip="yes")  # type: ignore[arg-type]
+
+
+def test_block_positions_and_layer_modules(space: BigNASSpace) -> None:
+    a = _paper_child(space)
+    positions = space.block_positions(a)
+    assert positions[:3] == [(1, 0), (2, 0), (2, 1)] and positions[-1] == (7, 0)
+    assert len(positions) == len(space.spec(a).blocks) == 1 + 2 + 2 + 2 + 4 + 4 + 1
+    modules = space.layer_modules(a)
+    assert modules["s1.l0"] == "blocks.0" and modules["s6.l3"] == "blocks.14" and len(modules) == 16
+    net = space.build(a, (3, 32, 32), 10)
+    assert all(isinstance(net.get_submodule(m), InvertedResidual) for m in modules.values())
 
 
 def test_samples_mutate_crossover_and_round_trips(space: BigNASSpace) -> None:

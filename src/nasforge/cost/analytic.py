@@ -53,7 +53,9 @@ def block_cost(spec: MBConvSpec, in_hw: tuple[int, int]) -> tuple[Cost, tuple[in
     """Cost of one inverted residual on an ``in_hw`` input, and its output ``(H, W)``.
 
     Expansion 1x1 (if any) at ``in_hw``; depthwise kxk (stride) and, at 1x1, the SE convs
-    ``mid -> se_ch -> mid`` (both with bias); projection 1x1 at the output size (Sandler et al. 2018, Table 1).
+    ``mid -> se_ch -> mid`` (both with bias); projection 1x1 at the output size (Sandler et al. 2018, Table 1);
+    with a transition shortcut (``spec.has_transition``, BigNAS Sec. 3.1) that changes the channels, a bias-free
+    1x1 conv ``in -> out`` at the output size (its 2x2 average pooling counts nothing).
     """
     out_hw = (conv_out(in_hw[0], spec.kernel, spec.stride), conv_out(in_hw[1], spec.kernel, spec.stride))
     cost = Cost(0, 0)
@@ -64,6 +66,9 @@ def block_cost(spec: MBConvSpec, in_hw: tuple[int, int]) -> tuple[Cost, tuple[in
         macs = 2 * spec.mid_ch * spec.se_ch
         cost += Cost(2 * macs, macs + spec.se_ch + spec.mid_ch)
     cost += _conv_bn(spec.mid_ch, spec.out_ch, 1, 1, out_hw)
+    if spec.has_transition and spec.in_ch != spec.out_ch:  # BigNAS Sec. 3.1 shortcut: pool (free), 1x1 conv
+        per_pixel = spec.out_ch * spec.in_ch
+        cost += Cost(2 * per_pixel * out_hw[0] * out_hw[1], per_pixel)
     return cost, out_hw
 
 

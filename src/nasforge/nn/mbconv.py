@@ -9,6 +9,7 @@ between networks by name (MENAS Eq. 1 truncation, parent -> child inheritance, s
     blocks.{i}.dw.conv.weight          (depthwise kxk, shape (mid, 1, k, k))
     blocks.{i}.se.conv_reduce.weight   (absent without SE)
     blocks.{i}.project.conv.weight
+    blocks.{i}.shortcut.conv.weight    (only with a transition shortcut that changes the channels)
     head.conv.conv.weight, head.fc.weight, head.classifier.weight
 
 :func:`check_network_spec` validates a spec up front (channel chain, kernels, strides, names), so a bad spec
@@ -23,7 +24,8 @@ from ..errors import InvalidValue
 from .layers import ACTIVATIONS, GATES, ConvBNAct, SqueezeExcite, make_activation
 from .spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec
 
-__all__ = ["InvertedResidual", "Head", "MBConvNet", "build_network", "check_block_spec", "check_network_spec"]
+__all__ = ["TransitionShortcut", "InvertedResidual", "Head", "MBConvNet", "build_network", "check_block_spec",
+           "check_network_spec"]
 
 
 def _positive(field: str, value: object, where: str) -> None:
@@ -58,6 +60,8 @@ def check_block_spec(spec: MBConvSpec, where: str = "block") -> None:
         raise InvalidValue("se_gate", spec.se_gate, sorted(GATES), where=where)
     if not spec.expand and spec.mid_ch != spec.in_ch:
         raise InvalidValue("mid_ch", spec.mid_ch, f"{spec.in_ch} (= in_ch, since expand is False)", where=where)
+    if not isinstance(spec.transition_skip, bool):
+        raise InvalidValue("transition_skip", spec.transition_skip, "True or False", where=where)
 
 
 def check_network_spec(spec: NetworkSpec) -> None:
@@ -97,13 +101,43 @@ def check_network_spec(spec: NetworkSpec) -> None:
         raise InvalidValue("dropout", head.dropout, "a float in [0, 1)", where="head")
 
 
+class TransitionShortcut(nn.Module):
+    """The stage-transition skip connection of BigNAS (Yu et al. 2020, Sec. 3.1 "Initialization"): "a skip
+    connection in each stage transition when either resolutions or channels differ (using 2x2 average pooling
+    and/or 1x1 convolution if necessary)".
+
+    ``pool``: ``AvgPool2d(2, ceil_mode=True)`` when ``stride == 2`` (its output size ``ceil(H / 2)`` equals the
+    strided conv's), else ``nn.Identity``. ``conv``: a bias-free 1x1 ``Conv2d(in_ch, out_ch)`` when the channels
+    differ (or when ``conv=True`` forces one), else ``nn.Identity``. Pooling runs first, so the conv runs on the
+    output resolution.
+    """
+
+    def __init__(self, *, in_ch: int, out_ch: int, stride: int, conv: bool | None = None) -> None:
+        super().__init__()
+        _positive("in_ch", in_ch, "transition shortcut")
+        _positive("out_ch", out_ch, "transition shortcut")
+        if stride not in (1, 2) or isinstance(stride, bool):
+            raise InvalidValue("stride", stride, (1, 2), where="transition shortcut")
+        self.pool: nn.Module = nn.AvgPool2d(2, ceil_mode=True) if stride == 2 else nn.Identity()
+        use_conv = in_ch != out_ch if conv is None else conv
+        if not use_conv and in_ch != out_ch:
+            raise InvalidValue("conv", conv, f"True or None (in_ch={in_ch} != out_ch={out_ch} needs the 1x1 conv)",
+                               where="transition shortcut")
+        self.conv: nn.Module = nn.Conv2d(in_ch, out_ch, 1, bias=False) if use_conv else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
+
+
 class InvertedResidual(nn.Module):
     """Inverted residual with linear bottleneck (Sandler et al. 2018, Sec. 3.3 and Table 1), optionally with
     squeeze-and-excite between depthwise and projection as in MobileNetV3 (Howard et al. 2019, Sec. 5, Fig. 4).
 
     ``1x1 expand + BN + act`` (only when ``spec.expand``) -> ``kxk depthwise (stride) + BN + act`` ->
     ``SE`` (when ``spec.se_ch > 0``) -> ``1x1 project + BN`` (no activation: the linear bottleneck) ->
-    ``+ x`` when ``spec.has_skip`` (stride 1 and ``in_ch == out_ch``; decided once, at construction).
+    ``+ x`` when ``spec.has_skip`` (stride 1 and ``in_ch == out_ch``; decided once, at construction), else
+    ``+ shortcut(x)`` (a :class:`TransitionShortcut`) when ``spec.has_transition`` (BigNAS Sec. 3.1); without
+    either, ``shortcut`` is ``None``.
     """
 
     def __init__(self, spec: MBConvSpec) -> None:
@@ -121,6 +155,9 @@ class InvertedResidual(nn.Module):
         else:
             self.se = nn.Identity()
         self.project = ConvBNAct(in_ch=spec.mid_ch, out_ch=spec.out_ch, kernel=1, act=None)
+        self.shortcut: TransitionShortcut | None = None
+        if spec.has_transition:
+            self.shortcut = TransitionShortcut(in_ch=spec.in_ch, out_ch=spec.out_ch, stride=spec.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -130,6 +167,8 @@ class InvertedResidual(nn.Module):
         x = self.project(x)
         if self.has_skip:
             x = x + shortcut
+        elif self.shortcut is not None:
+            x = x + self.shortcut(shortcut)
         return x
 
 

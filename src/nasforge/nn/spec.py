@@ -10,7 +10,10 @@ Conventions:
 * activations: ``"relu"``, ``"relu6"``, ``"hswish"``, ``"swish"``; SE gates: ``"sigmoid"``, ``"hsigmoid"``.
 * every conv is followed by BatchNorm (no conv bias); linear layers have a bias.
 * an inverted residual with ``mid_ch == in_ch`` and ``expand=False`` has no 1x1 expansion conv (expand ratio 1).
-* the identity skip is added when ``stride == 1 and in_ch == out_ch``.
+* the identity skip is added when ``stride == 1 and in_ch == out_ch``;
+* with ``transition_skip`` a block without identity skip adds a stage-transition shortcut instead: 2x2 average
+  pooling when it down-samples and/or a bias-free 1x1 conv when the channels change (BigNAS, Yu et al. 2020,
+  Sec. 3.1 "Initialization"). Off by default, so every other network is unchanged.
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ class MBConvSpec:
     """Inverted residual (Sandler et al. 2018) with optional squeeze-and-excite (Hu et al. 2018).
 
     1x1 expand (if ``expand``) -> kxk depthwise (stride) -> SE(``se_ch``, if > 0) -> 1x1 project (no act).
+    ``transition_skip``: add the BigNAS stage-transition shortcut when there is no identity skip
+    (:attr:`has_transition`; BigNAS Sec. 3.1 "Initialization").
     """
 
     in_ch: int
@@ -75,10 +80,17 @@ class MBConvSpec:
     act: str = "relu"
     se_gate: str = "sigmoid"
     expand: bool = True
+    transition_skip: bool = False
 
     @property
     def has_skip(self) -> bool:
         return self.stride == 1 and self.in_ch == self.out_ch
+
+    @property
+    def has_transition(self) -> bool:
+        """Whether the block adds a transition shortcut (pool and/or 1x1 conv): ``transition_skip`` and no
+        identity skip, i.e. the resolution or the channels change (BigNAS Sec. 3.1)."""
+        return self.transition_skip and not self.has_skip
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,16 @@ feeds one crop to every child at its own resolution (Sec. 3.1, inplace distillat
 FLOPs. The stride plan (:func:`~nasforge.spaces.mbconv_common.fit_input`) is computed on the caller's ``H`` so
 that every resolution of one input shape shares the same topology, as the children of one supernet do.
 
-Not modelled: the extra stage-transition skip connections of Sec. 3.1 (2x2 average pooling / 1x1 conv), which the
-shared :class:`~nasforge.nn.spec.MBConvSpec` cannot express; the zero-initialised last BN gamma is a training
-detail (see the BigNAS pipeline).
+Stage-transition skips (Sec. 3.1 "Initialization"): with ``transition_skip=True`` (the default, the paper's
+model) every block without an identity skip (a stage's first layer, where the resolution or the channels change)
+adds a shortcut of 2x2 average pooling (when it down-samples) and/or a bias-free 1x1 conv (when the channels
+change) (:class:`~nasforge.nn.mbconv.TransitionShortcut`), so every block is residual. The 1x1 convs count in
+:meth:`~BigNASSpace.flops` and :meth:`~BigNASSpace.params`: the Sec. 4.4 child has 658.5M multiply-adds and
+6.69M parameters at 256 px (636.8M and 6.57M without them; the paper says "FLOPs near 650M").
+``transition_skip=False`` gives the plain MBConv stack.
+
+Not modelled here: the zero-initialised last BN gamma of Sec. 3.1 is an initialisation of the weight-sharing
+model (:class:`nasforge.supernet.ElasticMBConvSupernet`, ``zero_init_last_bn``), not of the architecture.
 
 String form (timm-style, :mod:`~nasforge.spaces.mbconv_common` codec): a header ``res<resolution>_c<stem>``, one
 stage per ``-`` with a stage block ``r<depth>_c<width>`` followed by one ``k<kernel>_e<expand>`` block per active
@@ -166,7 +173,8 @@ def _check_stage(k: int, stage: BigNASStage) -> BigNASStage:
 @register_space("bignas")
 class BigNASSpace(MBConvSpace):
     """BigNAS's MobileNetV2-based space (Table 1, Sec. 4.1). The defaults are the paper's; the constructor takes
-    another table (e.g. a tiny one for tests or CIFAR-scale experiments)."""
+    another table (e.g. a tiny one for tests or CIFAR-scale experiments); ``transition_skip=False`` leaves out the
+    stage-transition shortcuts of Sec. 3.1."""
 
     name = "bignas"
     act = "swish"          # Sec. 4.2: swish activation (Ramachandran et al.)
@@ -175,13 +183,16 @@ class BigNASSpace(MBConvSpace):
 
     def __init__(self, stages: Sequence[BigNASStage] = TABLE1_STAGES,
                  resolutions: Sequence[int] = TABLE1_RESOLUTIONS, stem_widths: Sequence[int] = TABLE1_STEM,
-                 head_widths: Sequence[int] = TABLE1_HEAD) -> None:
+                 head_widths: Sequence[int] = TABLE1_HEAD, transition_skip: bool = True) -> None:
         if not isinstance(stages, Sequence) or not stages:
             raise InvalidValue("stages", stages, "a non-empty sequence of BigNASStage", where="space 'bignas'")
         self.stages = tuple(_check_stage(k, s) for k, s in enumerate(stages, 1))
         self.resolutions = _check_choices("resolutions", resolutions)
         self.stem_widths = _check_choices("stem_widths", stem_widths)
         self.head_widths = _check_choices("head_widths", head_widths)
+        if not isinstance(transition_skip, bool):
+            raise InvalidValue("transition_skip", transition_skip, "True or False", where="space 'bignas'")
+        self.transition_skip = transition_skip
         self.default_input = (3, self.resolutions[-1], self.resolutions[-1])
 
     # ------------------------------------------------------------------------------------------------ genes
@@ -247,7 +258,7 @@ class BigNASSpace(MBConvSpace):
                 blocks.append(MBConvSpec(
                     in_ch=channels, mid_ch=channels * e, out_ch=width, kernel=int(g[layer_label(k, j, "kernel")]),
                     stride=st.stride if j == 0 else 1, se_ch=max(1, int(channels * self.se_ratio)),
-                    act=self.act, se_gate="sigmoid", expand=e != 1))
+                    act=self.act, se_gate="sigmoid", expand=e != 1, transition_skip=self.transition_skip))
                 channels = width
         head = HeadSpec(channels, int(g["head.width"]), 0, classes, self.act, self.dropout)
         net = fit_input((c, h, w), stem, blocks, head)
@@ -258,6 +269,16 @@ class BigNASSpace(MBConvSpace):
               num_classes: int | None = None) -> ResolutionNet:
         """A standalone :class:`ResolutionNet`: resizes the input to the resolution gene, then the MBConv stack."""
         return ResolutionNet(self.spec(arch, input_shape, num_classes))
+
+    def block_positions(self, arch: Architecture) -> list[tuple[int, int]]:
+        """``(stage, layer)`` of every block :meth:`build` makes, in order (stages 1-based, layers 0-based): the
+        first ``s{k}.depth`` layers of each stage (Sec. 4.1, lower-index layers)."""
+        g = self.validate(arch).to_dict()
+        return [(k, j) for k in range(1, len(self.stages) + 1) for j in range(int(g[stage_label(k, "depth")]))]
+
+    def layer_modules(self, arch: Architecture) -> dict[str, str]:
+        """Layer id ``"s{k}.l{j}"`` -> module name ``"blocks.{i}"`` in the network :meth:`build` makes."""
+        return {f"s{k}.l{j}": f"blocks.{i}" for i, (k, j) in enumerate(self.block_positions(arch))}
 
     # ------------------------------------------------------------------------------------------------ strings
     def format(self, arch: Architecture) -> str:

@@ -411,6 +411,10 @@ class MobileNet3Space(MBConvSpace):
         layers a MENAS pruning proposal ``(p_1, ..., p_n)`` addresses (Sec. "Exploring Lottery Tickets")."""
         return [f"s{s}.l{j}" for s, j, v in self._layers(self.validate(arch)) if v["expand"] > 1]
 
+    def block_positions(self, arch: Architecture) -> list[tuple[int, int]]:
+        """``(stage, layer)`` of every block :meth:`build` makes, in order (stages 1-based, layers 0-based)."""
+        return [(s, j) for s, j, _ in self._layers(self.validate(arch))]
+
     def layer_modules(self, arch: Architecture) -> dict[str, str]:
         """Layer id ``"s{i}.l{j}"`` -> module name ``"blocks.{k}"`` in the network :meth:`build` makes."""
         return {f"s{s}.l{j}": f"blocks.{k}" for k, (s, j, _) in enumerate(self._layers(self.validate(arch)))}

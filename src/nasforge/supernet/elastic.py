@@ -1,0 +1,151 @@
+"""Elastic ops: run the plain ``nasforge.nn`` modules of a supernet on a slice of their weights.
+
+The weight-sharing rules of BigNAS (Yu et al. 2020, Sec. 4.1; DESIGN.md "Elastic math"), the same for every
+MBConv supernet:
+
+* channels: a child keeps the **lower-index** channels of every weight (the first ``out`` filters and the first
+  ``in`` input channels; slimmable networks' rule, which BigNAS follows);
+* kernels: a ``k x k`` depthwise kernel is the **centre** of the largest ``K x K`` one ("a 3x3 depthwise kernel is
+  defined to be the center of a 5x5 depthwise kernel");
+* BatchNorm: the affine parameters *and* the running statistics are sliced to the active channels, and
+  :func:`batch_norm` runs ``F.batch_norm`` on those slices, which are views: in training mode the running
+  statistics of the active channels update in place, with ``nn.BatchNorm2d``'s momentum rules (``momentum=None``
+  is the cumulative average that :func:`nasforge.train.calibrate_bn` uses).
+
+One function, :func:`crop_index`, decides which elements a child holds; the supernet's forward pass and its
+weight extraction both index with it, so the two cannot disagree. The ``*Plan`` values hold precomputed
+indices for one architecture, so a forward pass only indexes (views, no copies of channels in Python loops).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import InvalidValue
+from ..nn.layers import ConvBNAct, SqueezeExcite
+
+__all__ = ["Index", "crop_index", "crop", "batch_norm", "ConvPlan", "conv_plan", "conv_bn_act", "SEPlan",
+           "se_plan", "squeeze_excite", "LinearPlan", "linear_plan", "linear"]
+
+#: A tuple of slices selecting a child's part of one supernet tensor.
+Index = tuple[slice, ...]
+
+
+def crop_index(full: Sequence[int], shape: Sequence[int], what: str = "weight") -> Index:
+    """The index of a ``shape`` child tensor inside a ``full`` supernet tensor (BigNAS Sec. 4.1).
+
+    Dimensions 0 and 1 (output / input channels, or features) keep their lower-index entries; dimensions 2 and 3
+    (a kernel) keep the centre. Raises :class:`InvalidValue` naming ``what`` when the child does not nest (a
+    larger size, another rank, or a kernel of another parity, which has no centre).
+    """
+    full, shape = tuple(full), tuple(shape)
+    if len(full) != len(shape):
+        raise InvalidValue(what, shape, f"a tensor of rank {len(full)} nesting in the supernet's {full}")
+    index = []
+    for dim, (big, small) in enumerate(zip(full, shape)):
+        if small > big or (dim >= 2 and (big - small) % 2):
+            raise InvalidValue(what, shape, f"a shape nesting in the supernet's {full} (lower-index channels, "
+                                            "centred odd kernels)")
+        start = (big - small) // 2 if dim >= 2 else 0
+        index.append(slice(start, start + small))
+    return tuple(index)
+
+
+def crop(tensor: torch.Tensor, shape: Sequence[int], what: str = "weight") -> torch.Tensor:
+    """The child's part of ``tensor`` (a view): ``tensor[crop_index(tensor.shape, shape)]``."""
+    return tensor[crop_index(tensor.shape, shape, what)]
+
+
+def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn`` applied to the ``x.shape[1]`` lower-index channels, exactly as ``nn.BatchNorm2d.forward`` would on a
+    layer of that width: batch statistics in training mode (updating the sliced running statistics in place with
+    ``bn.momentum``, or the cumulative average when it is ``None``), running statistics in eval mode."""
+    c = x.shape[1]
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    tracking = bn.track_running_stats and bn.running_mean is not None
+    if bn.training and tracking and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    mean = bn.running_mean[:c] if tracking else None
+    var = bn.running_var[:c] if tracking else None
+    weight = bn.weight[:c] if bn.weight is not None else None
+    bias = bn.bias[:c] if bn.bias is not None else None
+    return F.batch_norm(x, mean, var, weight, bias, bn.training or not tracking, factor, bn.eps)
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """One :class:`~nasforge.nn.layers.ConvBNAct` of a child: the weight index, stride, padding, groups and
+    activation (``act`` is a stateless module, ``nn.Identity`` for the linear projection)."""
+
+    weight: Index
+    stride: int
+    padding: int
+    groups: int
+    act: nn.Module
+
+
+def conv_plan(unit: ConvBNAct, out_ch: int, in_ch: int, kernel: int, stride: int, act: nn.Module,
+              depthwise: bool = False, what: str = "conv") -> ConvPlan:
+    """The :class:`ConvPlan` of a ``kernel x kernel`` conv ``in_ch -> out_ch`` (``depthwise``: one filter per
+    channel, ``out_ch == in_ch``) inside the supernet unit ``unit``; :class:`InvalidValue` if it does not nest."""
+    if depthwise and unit.conv.groups != unit.conv.out_channels:
+        raise InvalidValue(what, "depthwise", "a depthwise conv at the same place in the supernet")
+    shape = (out_ch, 1 if depthwise else in_ch, kernel, kernel)
+    return ConvPlan(crop_index(unit.conv.weight.shape, shape, what), stride, kernel // 2,
+                    out_ch if depthwise else 1, act)
+
+
+def conv_bn_act(unit: ConvBNAct, x: torch.Tensor, plan: ConvPlan) -> torch.Tensor:
+    """``act(BN(conv(x)))`` of ``unit`` on the sliced weights of ``plan`` (the elastic ``ConvBNAct``)."""
+    y = F.conv2d(x, unit.conv.weight[plan.weight], None, plan.stride, plan.padding, 1, plan.groups)
+    return plan.act(batch_norm(unit.bn, y))
+
+
+@dataclass(frozen=True)
+class SEPlan:
+    """One squeeze-and-excite of a child: indices of the two convs' weights and biases, and its gate."""
+
+    reduce_w: Index
+    reduce_b: Index
+    expand_w: Index
+    expand_b: Index
+    gate: nn.Module
+
+
+def se_plan(se: SqueezeExcite, channels: int, reduced: int, gate: nn.Module) -> SEPlan:
+    """The :class:`SEPlan` of an SE on ``channels`` with ``reduced`` hidden units inside the supernet's ``se``."""
+    return SEPlan(crop_index(se.conv_reduce.weight.shape, (reduced, channels, 1, 1), "se_ch"),
+                  crop_index(se.conv_reduce.bias.shape, (reduced,), "se_ch"),
+                  crop_index(se.conv_expand.weight.shape, (channels, reduced, 1, 1), "se_ch"),
+                  crop_index(se.conv_expand.bias.shape, (channels,), "se_ch"), gate)
+
+
+def squeeze_excite(se: SqueezeExcite, x: torch.Tensor, plan: SEPlan) -> torch.Tensor:
+    """The elastic :class:`~nasforge.nn.layers.SqueezeExcite` (Hu et al. 2018, Sec. 3) on ``plan``'s slices."""
+    s = x.mean((2, 3), keepdim=True)
+    s = se.act(F.conv2d(s, se.conv_reduce.weight[plan.reduce_w], se.conv_reduce.bias[plan.reduce_b]))
+    return x * plan.gate(F.conv2d(s, se.conv_expand.weight[plan.expand_w], se.conv_expand.bias[plan.expand_b]))
+
+
+@dataclass(frozen=True)
+class LinearPlan:
+    """One ``nn.Linear`` of a child: weight and bias indices."""
+
+    weight: Index
+    bias: Index
+
+
+def linear_plan(layer: nn.Linear, out_features: int, in_features: int, what: str = "linear") -> LinearPlan:
+    """The :class:`LinearPlan` of a ``in_features -> out_features`` linear inside the supernet's ``layer``."""
+    return LinearPlan(crop_index(layer.weight.shape, (out_features, in_features), what),
+                      crop_index(layer.bias.shape, (out_features,), what))
+
+
+def linear(layer: nn.Linear, x: torch.Tensor, plan: LinearPlan) -> torch.Tensor:
+    """The elastic ``nn.Linear``: lower-index outputs and inputs."""
+    return F.linear(x, layer.weight[plan.weight], layer.bias[plan.bias])
