@@ -207,3 +207,20 @@ def test_cli_explains_that_a_table_lookup_run_has_no_weights(run_dir, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert "a run whose trials were trained (evaluator kind 'train'; this one is 'tabular'" in err
     assert "\n" not in err
+
+
+def test_custom_bignas_table_export_reloads(tmp_path):
+    """A reduced BigNAS table (BigNASStage objects) is written as plain JSON and rebuilt by load_exported."""
+    from nasforge.export import export_model, load_exported
+    from nasforge.spaces.bignas import BigNASSpace, BigNASStage
+
+    stages = (BigNASStage((8, 16), (1, 2), (3,), (1,), 1), BigNASStage((16, 24), (1, 2), (3, 5), (3,), 2))
+    space = BigNASSpace(stages=stages, resolutions=(24, 32), stem_widths=(8,), head_widths=(32,))
+    arch = space.largest()
+    net = space.build(arch, (3, 32, 32), 10).eval()
+    export_model(net, arch, tmp_path / "exp", input_shape=(3, 32, 32), onnx=False,
+                 space_kwargs={"stages": stages, "resolutions": (24, 32), "stem_widths": (8,), "head_widths": (32,)})
+    model, loaded = load_exported(tmp_path / "exp")
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert loaded == arch
+    assert torch.allclose(model.eval()(x), net(x), atol=1e-6)

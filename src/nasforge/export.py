@@ -23,6 +23,7 @@ which is what :func:`load_exported` does (with the checksum verified and without
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -40,6 +41,17 @@ from .errors import DataError, InvalidArchitecture, InvalidValue
 from .io import load_checkpoint, save_checkpoint, sha256_file, write_json
 from .prune.inherit import check_state_matches, empty_network
 from .registry import get_space
+
+
+def _plain(value: Any) -> Any:
+    """Constructor arguments as JSON values: dataclasses (e.g. ``BigNASStage``) become mappings, tuples lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 __all__ = ["export_model", "load_exported", "build_with_state", "onnx_available", "EXPORT_FORMAT", "FILES",
            "PARITY_TOLERANCE"]
@@ -167,7 +179,8 @@ def export_model(model: nn.Module, arch: Architecture, out_dir: str | os.PathLik
         paths = {"model": out / FILES["model"], "arch": out / FILES["arch"], "meta": out / FILES["meta"]}
         sha = {FILES["model"]: save_checkpoint(paths["model"], state)}
         write_json(paths["arch"], {"format": EXPORT_FORMAT, "space": space.name,
-                                   "space_kwargs": dict(space_kwargs or {}), "arch": json.loads(arch.to_json()),
+                                   "space_kwargs": _plain(dict(space_kwargs or {})),
+                                   "arch": json.loads(arch.to_json()),
                                    "arch_str": space.format(arch), "input_shape": list(shape), "num_classes": classes})
         sha[FILES["arch"]] = sha256_file(paths["arch"])
         onnx_info: dict[str, Any] = {"exported": False, "reason": "onnx=False" if onnx is False else

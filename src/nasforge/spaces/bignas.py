@@ -158,7 +158,16 @@ def _check_choices(field: str, values: Sequence[int], allowed: str = "a non-empt
     return vals
 
 
-def _check_stage(k: int, stage: BigNASStage) -> BigNASStage:
+_STAGE_FIELDS = ("widths", "depths", "kernels", "expands", "stride")
+
+
+def _check_stage(k: int, stage: "BigNASStage | Mapping[str, object]") -> BigNASStage:
+    if isinstance(stage, Mapping):  # a YAML / JSON stage: {widths: [...], depths: [...], ..., stride: 2}
+        if set(stage) != set(_STAGE_FIELDS):
+            raise InvalidValue(f"stage {k}", dict(stage), "a mapping with exactly " + ", ".join(_STAGE_FIELDS),
+                               where="space 'bignas'")
+        stage = BigNASStage(*(stage[f] if f == "stride" else tuple(stage[f])  # type: ignore[arg-type]
+                              for f in _STAGE_FIELDS))
     if not isinstance(stage, BigNASStage):
         raise InvalidValue(f"stage {k}", stage, "a BigNASStage", where="space 'bignas'")
     for name in ("widths", "depths", "kernels", "expands"):
