@@ -13,7 +13,8 @@ from nasforge.strategies import list_strategies
 from nasforge.study import QUICKSTART
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SHIPPED = sorted(CONFIGS.glob("*.yaml"))
+#: search configs (supernet-training configs have a top-level ``method`` and are tested with the supernet CLI)
+SHIPPED = sorted(p for p in CONFIGS.glob("*.yaml") if "method" not in (__import__("yaml").safe_load(p.read_text()) or {}))
 
 
 def test_every_strategy_has_a_shipped_config():
@@ -33,7 +34,8 @@ def test_shipped_configs_validate_and_build(path):
         for c in config.constraints:  # asks respect the config's constraints
             assert all(c.min <= evaluator.evaluate(x.arch).costs[c.name] <= c.max for x in cands)
     else:
-        assert isinstance(config.evaluator, TrainEvaluatorConfig) and config.data["source"] == "embedded"
+        assert isinstance(config.evaluator, TrainEvaluatorConfig)  # data is not loaded here (paper configs name
+        # a dataset folder the user provides)
     assert config_from_dict(__import__("yaml").safe_load(dump_config(config))) == config  # YAML round trip
 
 

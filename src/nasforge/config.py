@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Mapping, Optional, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from .strategies.base import Strategy
 
 __all__ = ["SearchConfig", "SpaceConfig", "StrategyConfig", "TabularEvaluatorConfig", "TrainEvaluatorConfig",
-           "ExecutorConfig", "ConstraintConfig", "load_config", "config_from_dict", "apply_overrides",
-           "dump_config", "build_space", "build_evaluator", "build_strategy", "build_executor", "CostFunction"]
+           "MenasEvaluatorConfig", "ExecutorConfig", "ConstraintConfig", "load_config", "config_from_dict",
+           "apply_overrides", "dump_config", "build_space", "build_evaluator", "build_strategy", "build_executor",
+           "CostFunction"]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
@@ -114,7 +115,42 @@ class TrainEvaluatorConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
 
 
-EvaluatorConfig = Annotated[Union[TabularEvaluatorConfig, TrainEvaluatorConfig], Field(discriminator="kind")]
+class MenasEvaluatorConfig(TrainEvaluatorConfig):
+    """MENAS's evaluator (:class:`~nasforge.eval.menas.MenasEvaluator`): epochs by trial kind, weight inheritance,
+    lottery-ticket exploration (menas.txt "Overview" steps 2 and 4; defaults are the paper's).
+
+    ``epochs_init`` (E_init 30), ``epochs_child`` (E_child 20), ``epochs_finetune`` (tickets, 3); ``proposals``
+    pruning proposals per trained net (40; 0 disables the exploration), ``calib_batches`` BN re-calibration
+    batches (the paper's "a few iterations"; 20), ``rank_images`` validation images that rank the proposals
+    (``null``: all), ``weight_sharing`` (children inherit their parent's weights; ``false`` is the ablation that
+    trains them from scratch). ``recipe`` defaults to ``menas``. ``epochs`` does not apply (use the three above)
+    and ``checkpoints`` must stay on: tickets and children inherit from them.
+    """
+
+    kind: Literal["menas"] = "menas"  # type: ignore[assignment]
+    epochs: Optional[float] = Field(None, exclude=True)  # type: ignore[assignment]  # not used: epochs by kind
+    recipe: str = "menas"
+    epochs_init: float = Field(30.0, gt=0)
+    epochs_child: float = Field(20.0, gt=0)
+    epochs_finetune: float = Field(3.0, gt=0)
+    proposals: int = Field(40, ge=0)
+    calib_batches: int = Field(20, ge=1)
+    rank_images: int | None = Field(None, ge=1)
+    weight_sharing: bool = True
+
+    @model_validator(mode="after")
+    def _menas_fields(self) -> "MenasEvaluatorConfig":
+        if self.epochs is not None:
+            raise InvalidValue("evaluator.epochs", self.epochs, "not set for kind 'menas' (use epochs_init, "
+                               "epochs_child, epochs_finetune)")
+        if not self.checkpoints:
+            raise InvalidValue("evaluator.checkpoints", False, "true for kind 'menas' (lottery tickets and children "
+                               "inherit weights from the checkpoints)")
+        return self
+
+
+EvaluatorConfig = Annotated[Union[TabularEvaluatorConfig, TrainEvaluatorConfig, MenasEvaluatorConfig],
+                            Field(discriminator="kind")]
 
 
 class ConstraintConfig(BaseModel):
@@ -213,12 +249,16 @@ class SearchConfig(BaseModel):
 
 
 # ============================================================================================== errors and loading
+_EVALUATOR_TAGS: dict[str, type[BaseModel]] = {"tabular": TabularEvaluatorConfig, "train": TrainEvaluatorConfig,
+                                               "menas": MenasEvaluatorConfig}
+
+
 def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
     """Field names of the (sub-)model that the raw pydantic ``loc`` points into, for 'extra field' errors."""
     current: Any = model
     for part in loc[:-1]:
-        if part in ("tabular", "train"):  # the union tag pydantic puts after "evaluator"
-            current = TabularEvaluatorConfig if part == "tabular" else TrainEvaluatorConfig
+        if part in _EVALUATOR_TAGS:  # the union tag pydantic puts after "evaluator"
+            current = _EVALUATOR_TAGS[part]
             continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
@@ -232,7 +272,7 @@ def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
 def _clean_loc(loc: Sequence[Any]) -> list[Any]:
     """Drop pydantic's union tags (``evaluator.train.epochs`` -> ``evaluator.epochs``)."""
     out = list(loc)
-    if len(out) > 1 and out[0] == "evaluator" and out[1] in ("tabular", "train"):
+    if len(out) > 1 and out[0] == "evaluator" and out[1] in _EVALUATOR_TAGS:
         del out[1]
     return out
 
@@ -358,7 +398,8 @@ def _data_splits(config: SearchConfig) -> Any:
 
 
 def build_evaluator(config: SearchConfig, space: "SearchSpace") -> Any:
-    """The configured evaluator: a :class:`TabularEvaluator` or a :class:`TrainEvaluator`."""
+    """The configured evaluator: a :class:`TabularEvaluator`, a :class:`TrainEvaluator` or a
+    :class:`~nasforge.eval.menas.MenasEvaluator`."""
     ev = config.evaluator
     if isinstance(ev, TabularEvaluatorConfig):
         from .eval.tabular import TabularEvaluator
@@ -379,6 +420,15 @@ def build_evaluator(config: SearchConfig, space: "SearchSpace") -> Any:
     from .train import TrainConfig
 
     train_config = TrainConfig.from_recipe(ev.recipe, **ev.train)
+    if isinstance(ev, MenasEvaluatorConfig):
+        from .eval.menas import MenasEvaluator
+
+        return MenasEvaluator(space, config.data, epochs_init=ev.epochs_init, epochs_child=ev.epochs_child,
+                              epochs_finetune=ev.epochs_finetune, proposals=ev.proposals,
+                              calib_batches=ev.calib_batches, rank_images=ev.rank_images,
+                              weight_sharing=ev.weight_sharing, train_config=train_config, device=config.device,
+                              eval_batch_size=ev.eval_batch_size, input_shape=config.input_shape,
+                              num_classes=config.num_classes, threads=ev.threads)
     return TrainEvaluator(space, config.data, epochs=ev.epochs, train_config=train_config, device=config.device,
                           eval_batch_size=ev.eval_batch_size, input_shape=config.input_shape,
                           num_classes=config.num_classes, checkpoints=ev.checkpoints, threads=ev.threads)

@@ -303,7 +303,7 @@ class Study:
         else:  # no saved state (e.g. a store written by other code): replay the trials
             interrupted = [t for t in trials if t.state is TrialState.FAILED and t.error == INTERRUPTED]
             replay = _finished(trials) + [Trial(id=t.id, arch=t.arch, parents=t.parents, generation=t.generation,
-                                                seed=t.seed) for t in interrupted]
+                                                seed=t.seed, info=dict(t.info)) for t in interrupted]
             if replay:
                 self.strategy.rebuild(replay)
             self._n_asked = len(trials)

@@ -14,6 +14,12 @@ the same protocol run to completion (Dong & Yang 2020, Sec. 3). Each evaluation:
    info={"checkpoint_sha256": ..., ...})``; the checkpoint is the training state written by the training loop
    through :func:`nasforge.io.save_checkpoint` into ``context["trial_dir"]``.
 
+Subclasses change what is trained without copying :meth:`TrainEvaluator.evaluate`: :meth:`~TrainEvaluator._start_model`
+gives the network to train and its epochs (default: built from scratch, seeded, ``epochs``), and
+:meth:`~TrainEvaluator._after_train` runs after training inside the trial's seeded scope (default: nothing); both
+receive the trial's :class:`TrialRun` and may add entries to ``run.info`` (MENAS's inheriting evaluator,
+:mod:`nasforge.eval.menas`, uses both).
+
 The evaluator is picklable for the process pool and Ray: it carries the data *config*, and each process loads the
 data once (a per-process cache keyed by the config).
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -38,9 +45,9 @@ from .base import Evaluator
 if TYPE_CHECKING:
     from ..data import DataConfig, DataSplits
     from ..spaces.base import SearchSpace
-    from ..train import TrainConfig
+    from ..train import TrainConfig, TrainResult
 
-__all__ = ["TrainEvaluator", "init_weights"]
+__all__ = ["TrainEvaluator", "TrialRun", "init_weights"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -64,6 +71,28 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
                 bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
                 nn.init.uniform_(bias, -bound, bound, generator=generator)
     return model
+
+
+@dataclass
+class TrialRun:
+    """One evaluation's setting, handed to the :class:`TrainEvaluator` hooks.
+
+    ``init_seed`` / ``data_seed`` / ``torch_seed`` derive from the trial seed; ``checkpoint`` is where the trained
+    state is written (``None`` without a trial folder); ``info`` collects extra ``Result.info`` entries.
+    """
+
+    arch: Architecture
+    seed: int | None
+    context: dict[str, Any]
+    device: torch.device
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    splits: "DataSplits"
+    init_seed: int
+    data_seed: int
+    torch_seed: int
+    checkpoint: Path | None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=2)
@@ -138,39 +167,59 @@ class TrainEvaluator(Evaluator):
         return state
 
     # ------------------------------------------------------------------------------------------------ evaluate
-    def evaluate(self, arch: Architecture, *, seed: int | None = None,
-                 context: Mapping[str, Any] | None = None) -> Result:
-        """Train ``arch`` from scratch (seeded) and return its validation accuracy, costs and checkpoint."""
-        from ..train import resolve_device, train
+    def _trial_run(self, arch: Architecture, seed: int | None, context: Mapping[str, Any] | None) -> TrialRun:
+        """The :class:`TrialRun` of one evaluation: device, data, the seeds derived from ``seed``, checkpoint."""
+        from ..train import resolve_device
 
-        arch = self.space.validate(arch)
         context = dict(context or {})
         device = resolve_device(context.get("device") or self.device)
         shape, classes = self.input_spec
-        splits = self.splits()
         init_seed, data_seed, torch_seed = (int(s) for s in np.random.SeedSequence(0 if seed is None else seed)
                                             .generate_state(3) % (2 ** 31))
         ckpt = None
         if self.checkpoints and context.get("trial_dir"):
             ckpt = Path(context["trial_dir"]) / CHECKPOINT_NAME
+        return TrialRun(arch=arch, seed=seed, context=context, device=device, input_shape=shape, num_classes=classes,
+                        splits=self.splits(), init_seed=init_seed, data_seed=data_seed, torch_seed=torch_seed,
+                        checkpoint=ckpt)
+
+    def _start_model(self, run: TrialRun) -> tuple[nn.Module, float]:
+        """Hook: the network to train and for how many epochs. Default: ``space.build`` with :func:`init_weights`
+        from ``run.init_seed``, trained for ``self.epochs``."""
+        model = self.space.build(run.arch, run.input_shape, run.num_classes)
+        return init_weights(model, torch.Generator().manual_seed(run.init_seed)), self.epochs
+
+    def _after_train(self, run: TrialRun, model: nn.Module, out: "TrainResult") -> None:
+        """Hook: called after training, inside the trial's seeded scope; may add to ``run.info``. Default: none."""
+
+    def evaluate(self, arch: Architecture, *, seed: int | None = None,
+                 context: Mapping[str, Any] | None = None) -> Result:
+        """Train ``arch`` from scratch (seeded) and return its validation accuracy, costs and checkpoint."""
+        from ..train import train
+
+        arch = self.space.validate(arch)
+        run = self._trial_run(arch, seed, context)
+        device, splits = run.device, run.splits
         # seeded_torch: dropout masks (and the default init that init_weights redraws) come from torch's default
         # generator; scoping it to this trial makes a seeded trial reproduce whatever ran before it.
-        with torch_threads(self.threads), seeded_torch(torch_seed, device):
-            model = init_weights(self.space.build(arch, shape, classes), torch.Generator().manual_seed(init_seed))
-            batches = splits.loader("train", self.train_config.batch_size, device=device, seed=data_seed)
+        with torch_threads(self.threads), seeded_torch(run.torch_seed, device):
+            model, epochs = self._start_model(run)
+            batches = splits.loader("train", self.train_config.batch_size, device=device, seed=run.data_seed)
             scored = splits.loader(self.split, self.eval_batch_size, device=device, train=False)
-            out = train(model, batches, config=self.train_config, epochs=self.epochs, device=device,
-                        val_batches=scored, progress=False, checkpoint_path=ckpt)
+            out = train(model, batches, config=self.train_config, epochs=epochs, device=device,
+                        val_batches=scored, progress=False, checkpoint_path=run.checkpoint)
+            self._after_train(run, model, out)
         last = out.history[-1] if out.history else None
         info: dict[str, Any] = {"epochs": out.epochs_run, "steps": out.steps, "train_seconds": out.wall_time_s,
                                 "device": str(device), "seed": seed, "split": self.split,
                                 "train_loss": last.train_loss if last else None,
-                                "train_accuracy": last.train_accuracy if last else None}
+                                "train_accuracy": last.train_accuracy if last else None, **run.info}
         artifacts = {}
-        if ckpt is not None and out.checkpoint_sha256:
-            artifacts["checkpoint"] = str(ckpt)
+        if run.checkpoint is not None and out.checkpoint_sha256:
+            artifacts["checkpoint"] = str(run.checkpoint)
             info["checkpoint_sha256"] = out.checkpoint_sha256
         accuracy = out.final_val_accuracy if out.final_val_accuracy is not None else float("nan")
+        shape, classes = run.input_shape, run.num_classes
         costs = {"params": float(self.space.params(arch, shape, classes)),
                  "flops": float(self.space.flops(arch, shape, classes))}
         return Result(metrics={"accuracy": float(accuracy)}, costs=costs, artifacts=artifacts, info=info)

@@ -5,7 +5,8 @@
 >>> cands = s.ask(4)
 
 Built-ins: ``random``, ``regularized-evolution`` (Real et al. 2019), ``spos-evolution`` (SPOS / DCNAS),
-``nsga2`` (PAD-NAS constrained evolutionary search) and ``local-search`` (White et al. 2021), the default
+``nsga2`` (PAD-NAS constrained evolutionary search), ``menas`` (MENAS generations with lottery tickets and
+large-model regularisation) and ``local-search`` (White et al. 2021), the default
 (:data:`DEFAULT_STRATEGY`) because it beat regularized evolution on the NAS-Bench-201 benchmark
 (``benchmarks/bench_nb201_strategies.py``).
 """
@@ -61,3 +62,4 @@ from . import random_search  # noqa: E402,F401
 from . import evolution  # noqa: E402,F401
 from . import nsga2  # noqa: E402,F401
 from . import local_search  # noqa: E402,F401
+from . import menas  # noqa: E402,F401

@@ -1,0 +1,216 @@
+"""MENAS's evaluator: train a net, explore its lottery tickets; fine-tune a ticket; train a child from its parent.
+
+Wei et al., *Multi-trial Neural Architecture Search with Lottery Tickets* (menas.txt), "Overview" steps 2 and 4,
+"Exploring Lottery Tickets", "Individual Weight Sharing", "Experimental Details". The trial's kind comes from the
+strategy (``context["candidate"]["kind"]``, :class:`~nasforge.strategies.menas.MenasStrategy`):
+
+* ``init`` — a random net, trained from scratch for ``epochs_init`` (E_init, 30: "trained with an early stop
+  (30 epochs)");
+* ``child`` — with ``weight_sharing`` (individual weight sharing) the child starts from its parent's trained
+  weights: "the child networks copy weights of overlapped layers from their trained parents, while randomly
+  initializing newly generated layers" (:func:`~nasforge.prune.inherit_weights`: copy / truncate / crop / pad /
+  partial / fresh per tensor), then trains ``epochs_child`` epochs (E_child, 20: "with individual weight sharing,
+  the training epochs of child networks ... are reduced to 20"). With ``weight_sharing=False`` (the ablation)
+  children train from scratch, also for ``epochs_child`` epochs, so only the initialisation differs;
+* ``ticket`` — a pruned net: its weights are truncated from the net's (Eq. 1), its BatchNorm statistics are
+  re-calibrated on ``calib_batches`` training batches (step 2(c)), then it is fine-tuned ``epochs_finetune``
+  epochs (step 2(e): 3).
+
+Tickets and children load the parent's checkpoint (``context["parent_checkpoint"]``) verified against its SHA-256
+(:func:`nasforge.io.load_checkpoint`; the training-state format, weights in ``ckpt["model"]``) — the paper records
+"the path strings that save the checkpoints of each network and its parent". A missing, corrupt or mismatched
+checkpoint RAISES, so the trial fails with that reason: never a silent fallback to a random initialisation.
+``Result.info`` records ``inherited_from`` (``{"trial", "checkpoint", "sha256"}``) and ``inheritance`` (counts per
+kind); the full per-tensor report is written to ``trial_dir/inheritance.json``.
+
+After an ``init`` or ``child`` net has trained, and when ``proposals > 0``, its lottery tickets are explored
+(:func:`~nasforge.prune.explore_lottery_tickets`, steps 2(a)-(d)): ``proposals`` (40) pruning proposals, BN
+re-calibration on ``calib_batches`` training batches (the paper's "a few iterations"; default
+:data:`~nasforge.prune.CALIB_STEPS` = 20 batches of the training batch size), ranking by accuracy on the first
+``rank_images`` images of the validation split (``None``: all of it, the paper's "inference accuracy" on
+validation data). The FULL ranked list (best first; ties: fewer FLOPs) goes to ``Result.info["lottery_tickets"]``
+as ``{"arch": compact string, "accuracy", "flops", "params"}`` — the strategy queues the top ones as tickets —
+and ``Result.info["lottery_cost"]`` holds the exploration timings plus the net's own ``train_seconds``, so the
+cost of exploring tickets relative to training can be computed ("the cost of exploring Lottery Tickets is minor
+since back-propagation is not included"). The exploration is seeded from the trial seed.
+
+Training uses the ``menas`` recipe (RMSProp, warm-up, lr x 0.97 every 2.4 epochs; :mod:`nasforge.train.config`);
+dropout 0.2 is in the space's head. Checkpoints are required (tickets and children inherit from them): run the
+study with a run folder, so that each trial gets a ``trial_dir``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import torch.nn as nn
+
+from ..arch import Architecture
+from ..errors import InvalidValue
+from ..io import CheckpointError, load_checkpoint, sha256_file, write_json
+from .train_eval import TrainEvaluator, TrialRun
+
+if TYPE_CHECKING:
+    from ..data import DataConfig, DataSplits
+    from ..data.loader import Batches
+    from ..spaces.base import SearchSpace
+    from ..train import TrainConfig, TrainResult
+
+__all__ = ["MenasEvaluator", "INHERITANCE_NAME", "TRIAL_KINDS"]
+
+INHERITANCE_NAME = "inheritance.json"
+#: trial kinds the evaluator knows (MenasStrategy's Candidate.info["kind"])
+TRIAL_KINDS = ("init", "ticket", "child")
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidValue(name, value, "a number > 0 (fractions train part of an epoch)")
+    return float(value)
+
+
+def _count(name: str, value: Any, low: int, none_ok: bool = False) -> int | None:
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidValue(name, value, f"an int >= {low}" + (" or None" if none_ok else ""))
+    return value
+
+
+class MenasEvaluator(TrainEvaluator):
+    """Train / inherit / fine-tune by trial kind and explore lottery tickets (see the module docstring).
+
+    ``epochs_init`` 30 (E_init), ``epochs_child`` 20 (E_child), ``epochs_finetune`` 3; ``proposals`` 40 pruning
+    proposals per trained net (0 disables the exploration); ``calib_batches`` BN re-calibration batches;
+    ``rank_images`` validation images used to rank proposals (``None``: all); ``weight_sharing`` (children
+    inherit their parent's weights). ``train_config`` defaults to the ``menas`` recipe. Other arguments as
+    :class:`~nasforge.eval.train_eval.TrainEvaluator`; checkpoints are always on.
+    """
+
+    def __init__(self, space: "SearchSpace", data: "DataConfig | Mapping[str, Any] | DataSplits | None" = None, *,
+                 epochs_init: float = 30.0, epochs_child: float = 20.0, epochs_finetune: float = 3.0,
+                 proposals: int | None = None, calib_batches: int | None = None, rank_images: int | None = None,
+                 weight_sharing: bool = True, train_config: "TrainConfig | None" = None, device: str = "auto",
+                 eval_batch_size: int = 512, input_shape: tuple[int, int, int] | None = None,
+                 num_classes: int | None = None, threads: int | None = None, split: str = "val") -> None:
+        from ..prune import CALIB_STEPS, PROPOSALS
+        from ..train import TrainConfig
+
+        if train_config is None:
+            train_config = TrainConfig.from_recipe("menas")
+        super().__init__(space, data, epochs=_positive("epochs_init", epochs_init), train_config=train_config,
+                         device=device, eval_batch_size=eval_batch_size, input_shape=input_shape,
+                         num_classes=num_classes, checkpoints=True, threads=threads, split=split)
+        self.epochs_by_kind = {"init": float(epochs_init), "child": _positive("epochs_child", epochs_child),
+                               "ticket": _positive("epochs_finetune", epochs_finetune)}
+        self.proposals = _count("proposals", PROPOSALS if proposals is None else proposals, 0)
+        self.calib_batches = _count("calib_batches", CALIB_STEPS if calib_batches is None else calib_batches, 1)
+        self.rank_images = _count("rank_images", rank_images, 1, none_ok=True)
+        if not isinstance(weight_sharing, bool):
+            raise InvalidValue("weight_sharing", weight_sharing, "true or false")
+        self.weight_sharing = weight_sharing
+        if not all(callable(getattr(space, m, None)) for m in ("layer_modules", "prunable_layers", "with_pruning")):
+            raise InvalidValue("space", space.name, "a space with layer ids and channel pruning (menas-mt, menas-ws)")
+        self.name = f"menas:{space.name}:{self.data_config.source}"
+
+    # ------------------------------------------------------------------------------------------------ hooks
+    def _kind(self, run: TrialRun) -> str:
+        kind = (run.context.get("candidate") or {}).get("kind", "init")
+        if kind not in TRIAL_KINDS:
+            raise InvalidValue("candidate kind", kind, TRIAL_KINDS)
+        return kind
+
+    def _seeds(self, run: TrialRun) -> tuple[int, int]:
+        """Seeds of BN re-calibration batches and of the ticket search, derived from the trial seed."""
+        seq = np.random.SeedSequence(0 if run.seed is None else run.seed, spawn_key=(1,))
+        calib, search = (int(s) for s in seq.generate_state(2) % (2 ** 31))
+        return calib, search
+
+    def _start_model(self, run: TrialRun) -> tuple[nn.Module, float]:
+        """init: from scratch; child: inherit (or from scratch without weight sharing); ticket: truncate the
+        net's weights (Eq. 1), then re-calibrate BN (step 2(c))."""
+        from ..train import calibrate_bn
+
+        kind = self._kind(run)
+        run.info["kind"] = kind
+        model, _ = super()._start_model(run)  # seeded initialisation: what inheritance does not overwrite
+        if kind == "ticket" or (kind == "child" and self.weight_sharing):
+            self._inherit(run, model, kind)
+        if kind == "ticket":
+            batches = run.splits.loader("train", self.train_config.batch_size, device=run.device,
+                                        seed=self._seeds(run)[0])
+            model.to(run.device)
+            run.info["bn_calibration_batches"] = calibrate_bn(model, batches, self.calib_batches, run.device)
+        return model, self.epochs_by_kind[kind]
+
+    def _after_train(self, run: TrialRun, model: nn.Module, out: "TrainResult") -> None:
+        """Steps 2(a)-(d) after an init / child net has trained: the ranked pruning proposals."""
+        from ..prune import explore_lottery_tickets
+
+        if run.info["kind"] == "ticket" or self.proposals == 0:
+            return
+        calib = run.splits.loader("train", self.train_config.batch_size, device=run.device, seed=self._seeds(run)[0])
+        t0 = time.perf_counter()
+        found = explore_lottery_tickets(model, self.space, run.arch, input_shape=run.input_shape,
+                                        num_classes=run.num_classes, calib_batches=calib,
+                                        rank_batches=self._rank_batches(run), k=self.proposals, top_k=1,
+                                        calib_steps=self.calib_batches,
+                                        rng=np.random.default_rng(self._seeds(run)[1]), device=run.device)
+        ranked = sorted(found.proposals, key=lambda t: (-t.accuracy, t.flops))  # stable: as the tickets are
+        run.info["lottery_tickets"] = [{"arch": self.space.format(t.arch), "accuracy": t.accuracy, "flops": t.flops,
+                                        "params": t.params} for t in ranked]
+        run.info["lottery_cost"] = {**found.timings, "explore_s": time.perf_counter() - t0,
+                                    "train_seconds": out.wall_time_s}
+
+    # ------------------------------------------------------------------------------------------------ parts
+    def _rank_batches(self, run: TrialRun) -> "Batches":
+        """The first ``rank_images`` images of the scored split, in order (no augmentation)."""
+        from ..data.loader import Batches
+
+        ds = run.splits[self.split]
+        if self.rank_images is not None and len(ds) > self.rank_images:
+            ds = ds.subset(np.arange(self.rank_images), name=f"{ds.name}[:{self.rank_images}]")
+        return Batches(ds, self.eval_batch_size, train=False, transform=run.splits.transform(), device=run.device)
+
+    def _parent_state(self, run: TrialRun, kind: str) -> tuple[Architecture, dict[str, Any], str, str]:
+        """The parent's architecture, verified weights, checkpoint path and SHA-256; raises when any is missing."""
+        from ..prune import check_state_matches
+
+        ctx = run.context
+        parent_id = (ctx.get("candidate") or {}).get("inherit_from")
+        who = f"parent trial {parent_id}" if parent_id is not None else "parent trial"
+        parent_arch = ctx.get("parent_arch")
+        if not isinstance(parent_arch, Architecture):
+            raise InvalidValue(f"parent_arch of a {kind} trial", parent_arch,
+                               f"the Architecture of its {who} (a {kind} inherits its parent's weights)")
+        path = ctx.get("parent_checkpoint")
+        if not path:
+            raise CheckpointError(f"parent checkpoint of a {kind} trial: {who} has none recorded; allowed: a "
+                                  "complete parent trial with a checkpoint (MENAS never falls back to random init)")
+        sha = ctx.get("parent_checkpoint_sha256")
+        ckpt = load_checkpoint(path, sha256=sha)
+        state = ckpt.get("model") if isinstance(ckpt, Mapping) else None
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"checkpoint {str(path)!r} of {who}: no 'model' state dict; expected a nasforge "
+                                  "training checkpoint")
+        parent_arch = self.space.validate(parent_arch)
+        check_state_matches(state, self.space, parent_arch, run.input_shape, run.num_classes,
+                            field=f"checkpoint {str(path)!r} of {who}")
+        return parent_arch, dict(state), str(path), sha or sha256_file(path)
+
+    def _inherit(self, run: TrialRun, model: nn.Module, kind: str) -> None:
+        """Individual weight sharing / Eq. 1 truncation from the parent's checkpoint into ``model``."""
+        from ..prune import inherit_weights, inheritance_summary
+
+        parent_arch, state, path, sha = self._parent_state(run, kind)
+        report = inherit_weights(model, state, child_layers=self.space.layer_modules(run.arch),
+                                 parent_layers=self.space.layer_modules(parent_arch))
+        parent_id = (run.context.get("candidate") or {}).get("inherit_from")
+        run.info["inherited_from"] = {"trial": parent_id, "checkpoint": path, "sha256": sha}
+        run.info["inheritance"] = inheritance_summary(report)
+        if run.context.get("trial_dir"):
+            write_json(Path(run.context["trial_dir"]) / INHERITANCE_NAME,
+                       {"kind": kind, "parent_trial": parent_id, "parent_arch": self.space.format(parent_arch),
+                        "checkpoint": path, "sha256": sha, "summary": run.info["inheritance"], "tensors": report})
