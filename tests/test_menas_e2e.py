@@ -81,6 +81,13 @@ def test_two_generations_record_lineage_and_inherited_checkpoints(straight):
     assert summary["generations"]["0"]["nets"] == 3 and summary["generations"]["1"]["tickets"] == 2
     assert summary["generations"]["0"]["parents_chosen"] == selection
     assert 0 < summary["lottery_cost"]["fraction"] < 1
+    done = [t for t in trials if t.result is not None]
+    for cost in ("flops", "params"):  # the Pareto front of accuracy vs cost: no finished trial dominates a member
+        front = summary["pareto"][cost]
+        assert front and [p[cost] for p in front] == sorted(p[cost] for p in front)
+        for p in front:
+            assert not any(t.result.costs[cost] <= p[cost] and t.result.metrics["accuracy"] > p["accuracy"]
+                           for t in done)
     rows = {r["id"]: r for r in summary["lineage"]}
     assert all(rows[t.id]["parent_kinds"] == [by_id[p].info["kind"] for p in t.parents] for t in trials if t.parents)
 

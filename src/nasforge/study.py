@@ -451,11 +451,34 @@ class Study:
                            "checkpoint_sha256": best.checkpoint_sha256, "seed": best.seed}
         return out
 
+    def cost_fronts(self, costs: Sequence[str] = ("flops", "params")) -> dict[str, list[dict[str, Any]]]:
+        """Per cost, the complete trials not dominated in (metric, cost): better metric with lower cost; sorted by
+        cost. Costs that no trial reports are left out (e.g. a tabular run without FLOPs)."""
+        from .report.plots import pareto_indices
+
+        done = [t for t in self.store.trials(TrialState.COMPLETE) if t.result is not None
+                and self._value(t) is not None and not math.isnan(self._value(t))]
+        fronts: dict[str, list[dict[str, Any]]] = {}
+        for cost in costs:
+            have = [t for t in done if cost in t.result.costs]
+            if not have:
+                continue
+            values = np.array([self._value(t) for t in have], dtype=float)
+            front = pareto_indices(values, np.array([t.result.costs[cost] for t in have], dtype=float), self.mode)
+            fronts[cost] = [{"trial_id": have[i].id, "arch": str(have[i].arch), self.metric: self._value(have[i]),
+                             cost: have[i].result.costs[cost]} for i in front]
+        return fronts
+
     def pareto(self) -> dict[str, Any] | None:
-        """The strategy's Pareto front and every trial's non-domination rank (multi-objective strategies only)."""
+        """The Pareto front(s): a multi-objective strategy's own front and every trial's non-domination rank;
+        otherwise the trade-off of the metric against each reported cost (FLOPs, params), :meth:`cost_fronts`."""
         front_fn, ranks_fn = getattr(self.strategy, "pareto_front", None), getattr(self.strategy, "ranks", None)
         if not callable(front_fn) or not callable(ranks_fn):
-            return None
+            fronts = self.cost_fronts()
+            if not fronts:
+                return None
+            cost = next(iter(fronts))
+            return {"metric": self.metric, "cost": cost, "front": fronts[cost], "fronts": fronts}
         cost = getattr(self.strategy, "hp", {}).get("cost")
         front = [{"trial_id": t.id, "arch": str(t.arch), self.metric: t.metric(self.metric),
                   str(cost): self.strategy.costs(t.arch).get(cost, t.metric(cost)) if cost else None}
@@ -473,6 +496,9 @@ class Study:
         if pareto is not None:
             paths["pareto"] = self.run_dir / "pareto.json"
             write_json(paths["pareto"], pareto)
+        extra = getattr(self.strategy, "write_outputs", None)  # a method's own summary (e.g. MENAS menas.json)
+        if callable(extra):
+            paths.update(extra(self))
         if self.report:
             from .report import write_report
 

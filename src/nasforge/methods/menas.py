@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import os
 import statistics
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..config import MenasEvaluatorConfig, SearchConfig, config_from_dict, load_config
 from ..errors import InvalidValue
-from ..io import write_json
 from ..store import INTERRUPTED
 from ..study import Study, build_study
 from ..trial import Trial, TrialState
@@ -67,8 +65,7 @@ def run_menas(config: SearchConfig | Mapping[str, Any] | str | os.PathLike[str],
     else:
         study = build_study(_config(config, overrides), run_dir)
     try:
-        study.run()
-        write_json(Path(run_dir) / SUMMARY_NAME, menas_summary(study))
+        study.run()  # the strategy's write_outputs hook writes menas.json with the other outputs
     except BaseException:
         study.close()
         raise
@@ -103,6 +100,7 @@ def _generation_stats(trials: list[Trial]) -> dict[str, Any]:
     return {"nets": sum(k in ("init", "child") for k in kinds), "tickets": kinds.count("ticket"),
             "failed": sum(t.state is TrialState.FAILED for t in trials),
             "mean_params": statistics.fmean(t.result.costs["params"] for t in done) if done else None,
+            "mean_flops": statistics.fmean(t.result.costs["flops"] for t in done) if done else None,
             "mean_epoch_seconds": statistics.fmean(epoch_s) if epoch_s else None,
             "best_accuracy": max((t.result.metrics["accuracy"] for t in done), default=None)}
 
@@ -121,7 +119,9 @@ def menas_summary(study: Study) -> dict[str, Any]:
                   if t.result is not None and "lottery_cost" in t.result.info)
     train = sum(t.result.info.get("train_seconds") or 0.0 for t in trials if t.result is not None)
     finished = [t for t in trials if t.state is TrialState.COMPLETE or t.error != INTERRUPTED]
+    pareto = study.pareto() or {}
     return {"evaluated_networks": len(finished), "best": study.summary()["best"], "generations": per_gen,
+            "pareto": pareto.get("fronts", {}),
             "lottery_cost": {"explore_s": explore, "train_s": train,
                              "fraction": explore / (explore + train) if explore + train > 0 else None},
             "lineage": [_row(t, by_id) for t in trials]}

@@ -177,6 +177,16 @@ class MenasStrategy(Strategy):
     def _target(self) -> int:
         return self.hp["population_size"] if self._gen == 0 else self.hp["num_children"]
 
+    def write_outputs(self, study: Any) -> dict[str, Any]:
+        """Study output hook: ``menas.json`` (lineage, per-generation statistics, Pareto fronts of accuracy vs
+        FLOPs / params, lottery-ticket cost; :func:`nasforge.methods.menas.menas_summary`) in the run folder."""
+        from ..io import write_json
+        from ..methods.menas import SUMMARY_NAME, menas_summary
+
+        path = study.run_dir / SUMMARY_NAME
+        write_json(path, menas_summary(study))
+        return {"menas": path}
+
     def can_ask(self) -> bool:
         """True while the current generation has tickets queued or nets left to ask (module docstring)."""
         return not self._done and (bool(self._tickets) or self._nets_asked < self._target())
