@@ -222,3 +222,5 @@ cmd_quickstart.configure = lambda p: (  # type: ignore[attr-defined]
                    help="override a quickstart config value, e.g. --set budget=10"),
     p.add_argument("--top", type=int, default=5, help="rows in the final table (default 5)"),
     p.add_argument("--no-progress", action="store_true", help="no progress bar"))
+from . import cli_export  # noqa: F401
+from . import cli_supernet  # noqa: F401

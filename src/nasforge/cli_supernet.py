@@ -1,0 +1,100 @@
+"""``nasforge supernet``: train a weight-sharing supernet (BigNAS / SPOS) and evaluate its children.
+
+``nasforge supernet train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--resume]`` trains the supernet a
+config describes (``configs/bignas*.yaml``, ``configs/spos*.yaml``; :mod:`nasforge.methods.bignas`) into a run
+folder; ``--resume`` continues the one in ``--out`` (CONFIG may then be omitted: the folder's config.yaml is used).
+Under ``torchrun --nproc_per_node N -m nasforge supernet train ...`` the ranks train data-parallel.
+
+``nasforge supernet eval RUN_DIR --arch STR [--calib-batches N]`` prints the accuracy of one child after BatchNorm
+calibration (BigNAS Sec. 3.1), with its parameters and FLOPs.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .cli import command, emit, int_at_least
+from .errors import InvalidValue
+
+__all__ = ["cmd_supernet"]
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["train", "eval"], help="train: train a supernet; eval: score one child")
+    p.add_argument("path", nargs="?", metavar="CONFIG|RUN_DIR",
+                   help="train: the YAML config (optional with --resume); eval: the run folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="train: override a config value, e.g. --set epochs=3 --set train.batch_size=64")
+    p.add_argument("--out", help="train: run folder (default: the config's 'out', else runs/<name>-<time>)")
+    p.add_argument("--resume", action="store_true", help="train: continue the supernet in --out")
+    p.add_argument("--no-progress", action="store_true", help="train: no progress bar")
+    p.add_argument("--arch", help="eval: smallest, largest, or the child's architecture string or JSON")
+    p.add_argument("--calib-batches", type=int_at_least(1, "--calib-batches"),
+                   help="eval: BN-calibration batches (default: the config's calib_batches)")
+    p.add_argument("--split", choices=["val", "test"], help="eval: split scored (default: test when there is one)")
+    p.add_argument("--device", default="cpu", help="eval: cpu | cuda | cuda:N | auto (default cpu)")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .methods.bignas import CONFIG, load_supernet_config, run_supernet
+
+    overrides = list(args.overrides) + (["progress=false"] if args.no_progress else [])
+    path = args.path
+    if path is None:
+        if not (args.resume and args.out):
+            raise InvalidValue("CONFIG", None, "a YAML config path (or --resume --out RUN_DIR)")
+        path = str(Path(args.out) / CONFIG)
+    config = load_supernet_config(path, overrides)
+    out = args.out or config.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = run_supernet(config, out, resume=args.resume)
+    from .supernet.distributed import env_ranks
+
+    ranks = env_ranks()
+    if ranks is not None and ranks[0] != 0:
+        return 0
+    last = result.history[-1] if result.history else {}
+    emit(args, {"run_dir": str(Path(out).resolve()), "method": config.method, "steps": result.steps,
+                "epochs": round(result.epochs_run, 3), "acc_smallest": last.get("acc_smallest"),
+                "acc_largest": last.get("acc_largest"), "seconds": round(result.wall_time_s, 1),
+                "checkpoint_sha256": result.checkpoint_sha256})
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .methods.bignas import evaluate_arch
+
+    if args.path is None:
+        raise InvalidValue("RUN_DIR", None, "the run folder of a trained supernet")
+    if not args.arch:
+        raise InvalidValue("--arch", None, "smallest, largest, or the child's architecture string or JSON")
+    row = evaluate_arch(args.path, args.arch, calib_batches=args.calib_batches, device=args.device,
+                        split=args.split)
+    emit(args, row)
+    return 0
+
+
+_TRAIN_ONLY = ("overrides", "out", "resume", "no_progress")
+_EVAL_ONLY = ("arch", "calib_batches", "split")
+
+
+@command("supernet", help="train a BigNAS / SPOS supernet, or evaluate one of its children")
+def cmd_supernet(args: argparse.Namespace) -> int:
+    """Train a weight-sharing supernet or evaluate one child of a trained one.
+
+      nasforge supernet train CONFIG.yaml [--set KEY=VALUE ...] [--out RUN_DIR] [--resume]
+      nasforge supernet train --resume --out RUN_DIR
+      nasforge supernet eval RUN_DIR --arch smallest|largest|ARCH [--calib-batches N]
+
+    The run folder gets config.yaml (resolved), supernet.pt (checkpoint), train_log.jsonl (per epoch: losses,
+    learning rate, accuracy of the smallest and largest child after BN calibration) and result.json.
+    """
+    wrong = _EVAL_ONLY if args.action == "train" else _TRAIN_ONLY
+    for name in wrong:
+        if getattr(args, name) not in (None, False, []):
+            flag = "--set" if name == "overrides" else "--" + name.replace("_", "-")
+            raise InvalidValue(flag, getattr(args, name), f"no {flag} with 'supernet {args.action}'")
+    return _train(args) if args.action == "train" else _eval(args)
+
+
+cmd_supernet.configure = _options  # type: ignore[attr-defined]

@@ -1,0 +1,365 @@
+"""BigNAS single-stage supernet training (Yu et al., ECCV 2020, Sec. 3.1 and 4.2) and the SPOS baseline, as a
+config-driven pipeline: :class:`SupernetConfig` (a YAML file, ``configs/bignas*.yaml`` / ``configs/spos*.yaml``) ->
+:func:`run_supernet` -> a run folder.
+
+``method`` picks a preset of the step switches (:data:`METHOD_DEFAULTS`); every switch can be set on its own for
+ablations (Sec. 4.3). ``recipe`` names a :data:`nasforge.train.RECIPES` entry and ``train`` overrides its fields::
+
+    name: bignas-cpu
+    method: bignas            # bignas | spos
+    space: {name: bignas, kwargs: {stages: [{widths: [8, 16], depths: [1, 2], kernels: [3], expands: [1],
+                                             stride: 1}, ...], resolutions: [20, 24, 28]}}
+    data: {source: embedded, limit: 3000}
+    train: {batch_size: 64}   # on top of recipe (bignas: RMSProp, 0.016 per 256, 0.97 / 2.4 epochs, warm-up)
+    epochs: 2
+    sandwich: true            # + sandwich_n random children; false = one random child per step
+    inplace_distillation: true
+    regularize_largest_only: true
+    zero_init_last_bn: true
+    transition_skip: true
+    constant_ending: true     # false: min_lr_ratio 0
+    bn_accumulate: false
+
+The run folder holds ``config.yaml`` (resolved: every switch explicit), ``supernet.pt`` (the checkpoint, written
+atomically with its SHA-256), ``train_log.jsonl`` (one line per epoch) and, once training has finished,
+``result.json`` (steps, wall time, the checkpoint's SHA-256, which :func:`evaluate_arch` verifies). One process
+at a time holds the folder (``flock``); under torchrun only rank 0 writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..config import SpaceConfig, apply_overrides, dump_config, validation_error
+from ..errors import DataError, InvalidValue, ParseError
+from ..io import atomic_write_text, load_checkpoint, write_json
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..arch import Architecture
+    from ..data import DataSplits
+    from ..spaces.base import SearchSpace
+    from ..supernet.train import StepRecipe, SupernetResult
+    from ..train import TrainConfig
+
+__all__ = ["SupernetConfig", "METHOD_DEFAULTS", "load_supernet_config", "supernet_config_from_dict",
+           "build_supernet_space", "build_supernet", "train_config_of", "step_recipe_of", "run_supernet",
+           "open_supernet_run", "evaluate_arch", "parse_child", "CHECKPOINT", "LOG", "RESULT", "CONSTANT_ENDING"]
+
+CHECKPOINT, LOG, RESULT, CONFIG = "supernet.pt", "train_log.jsonl", "result.json", "config.yaml"
+#: BigNAS Sec. 3.1 / 4.2: the rate is held once it reaches 5% of the initial one ("constant ending")
+CONSTANT_ENDING = 0.05
+
+#: Each method's defaults for the fields left unset (``null``). BigNAS: Sec. 3.1 / 4.2 with the EfficientNet
+#: recipe; 350 epochs is EfficientNet's ImageNet schedule, which BigNAS says it follows (the paper gives no count).
+#: SPOS (Guo et al. 2020; PAD-NAS Sec. 4 "Implementation Details"): SGD lr 0.5 per 1024, momentum 0.9, weight
+#: decay 4e-5, linear decay, 120 supernet epochs, one uniformly sampled child per step on the labels, dropout and
+#: weight decay on every child, BN re-calibrated per child afterwards. SPOS trains the same space (the children are
+#: the same networks, so the two supernets are comparable) with the plain initialisation.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bignas": dict(recipe="bignas", epochs=350.0, sandwich=True, inplace_distillation=True,
+                   regularize_largest_only=True, zero_init_last_bn=True, transition_skip=True, constant_ending=True),
+    "spos": dict(recipe="padnas", epochs=120.0, sandwich=False, inplace_distillation=False,
+                 regularize_largest_only=False, zero_init_last_bn=False, transition_skip=True, constant_ending=False),
+}
+
+
+class SupernetConfig(BaseModel):
+    """One supernet training run (fields documented in the module docstring; ``null`` = the method's default).
+
+    ``calib_batches``: BN-calibration batches per child for the per-epoch log and ``supernet eval``;
+    ``eval_batches``: at most this many batches of ``eval_split`` scored per child (``null``: all);
+    ``eval_batch_size``: images per calibration / evaluation batch (independent of the training batch);
+    ``checkpoint_every``: steps between checkpoints (also written at every epoch end and at the end);
+    ``backend``: torch.distributed backend under torchrun (auto: nccl on CUDA, gloo on CPU).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+    name: str = "supernet"
+    method: Literal["bignas", "spos"] = "bignas"
+    space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(name="bignas"))
+    data: dict[str, Any] = Field(default_factory=lambda: {"source": "embedded"})
+    recipe: Optional[str] = None
+    train: dict[str, Any] = Field(default_factory=dict)
+    epochs: Optional[float] = Field(None, gt=0)
+    sandwich: Optional[bool] = None
+    sandwich_n: int = Field(2, ge=0)
+    inplace_distillation: Optional[bool] = None
+    regularize_largest_only: Optional[bool] = None
+    zero_init_last_bn: Optional[bool] = None
+    transition_skip: Optional[bool] = None
+    constant_ending: Optional[bool] = None
+    bn_accumulate: bool = False
+    dropout: float = Field(0.2, ge=0, lt=1)
+    calib_batches: int = Field(20, ge=1)
+    eval_batches: Optional[int] = Field(None, ge=1)
+    eval_split: Literal["val", "test"] = "val"
+    eval_batch_size: int = Field(256, ge=1)
+    seed: int = Field(0, ge=0)
+    device: str = "auto"
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    checkpoint_every: Optional[int] = Field(1000, ge=1)
+    threads: Optional[int] = Field(None, ge=1)
+    progress: bool = True
+    out: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("space"), str):
+            data = {**data, "space": {"name": data["space"]}}
+        return data
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from ..data import DataConfig
+
+        DataConfig.from_dict(v)  # raises InvalidValue naming the data field
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> "SupernetConfig":
+        if "transition_skip" in self.space.kwargs:
+            raise InvalidValue("space.kwargs.transition_skip", self.space.kwargs["transition_skip"],
+                               "no value here; set the top-level transition_skip switch")
+        r = self.resolved()
+        if r["inplace_distillation"] and not r["sandwich"]:
+            raise InvalidValue("inplace_distillation", True, "false when sandwich is false (the teacher is the "
+                                                             "sandwich's largest child)")
+        train_config_of(self)  # recipe name and train overrides, with a one-line error
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """Every field with the method's defaults filled in (what ``config.yaml`` of a run records)."""
+        data = self.model_dump(mode="json")
+        for key, value in METHOD_DEFAULTS[self.method].items():
+            if data.get(key) is None:
+                data[key] = value
+        return data
+
+    def value(self, key: str) -> Any:
+        """One resolved field (e.g. ``config.value("sandwich")``)."""
+        return self.resolved()[key]
+
+
+# ================================================================================================ loading
+def supernet_config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> SupernetConfig:
+    """A validated :class:`SupernetConfig` from a mapping plus ``--set key=value`` overrides (one-line errors)."""
+    if not isinstance(raw, Mapping):
+        raise InvalidValue("config", type(raw).__name__, "a mapping of config fields (YAML key: value pairs)")
+    data = apply_overrides(raw, overrides)
+    try:
+        return SupernetConfig(**data)
+    except ValidationError as exc:
+        raise validation_error(exc, root=SupernetConfig) from None
+    except TypeError as exc:  # non-string keys
+        raise InvalidValue("config", str(exc), "string keys") from None
+
+
+def load_supernet_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SupernetConfig:
+    """Read a YAML supernet config (``configs/bignas*.yaml``) and apply ``--set`` overrides."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"config: file {str(p)!r} does not exist; allowed: a YAML file (see configs/)")
+    text = p.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ParseError(f"config {p.name}{where}", " ".join(text.split())[:80], "valid YAML") from None
+    return supernet_config_from_dict(raw if raw is not None else {}, overrides)
+
+
+# ================================================================================================ builders
+def train_config_of(config: SupernetConfig) -> "TrainConfig":
+    """The recipe with the ``train`` overrides; ``constant_ending`` sets ``min_lr_ratio`` (0.05, or the value
+    given in ``train``; 0 when false)."""
+    from ..train import TrainConfig
+
+    overrides = dict(config.train)
+    if config.value("constant_ending"):
+        overrides.setdefault("min_lr_ratio", CONSTANT_ENDING)
+    elif overrides.get("min_lr_ratio", 0) not in (0, 0.0):
+        raise InvalidValue("train.min_lr_ratio", overrides["min_lr_ratio"], "0 or unset when constant_ending is false")
+    else:
+        overrides["min_lr_ratio"] = 0.0
+    return TrainConfig.from_recipe(config.value("recipe"), **overrides)
+
+
+def step_recipe_of(config: SupernetConfig, train_config: "TrainConfig | None" = None) -> "StepRecipe":
+    """The :class:`~nasforge.supernet.train.StepRecipe` of ``config`` (weight decay and label smoothing from
+    the training recipe)."""
+    from ..supernet.train import StepRecipe
+
+    tc = train_config or train_config_of(config)
+    r = config.resolved()
+    return StepRecipe(sandwich=r["sandwich"], sandwich_n=config.sandwich_n,
+                      inplace_distillation=r["inplace_distillation"],
+                      regularize_largest_only=r["regularize_largest_only"], bn_accumulate=config.bn_accumulate,
+                      dropout=config.dropout, weight_decay=tc.weight_decay, label_smoothing=tc.label_smoothing,
+                      decay_norm_and_bias=tc.decay_norm_and_bias)
+
+
+def build_supernet_space(config: SupernetConfig) -> "SearchSpace":
+    """The configured space with the ``transition_skip`` switch (BigNAS Sec. 3.1) passed to it; a BigNAS table
+    may be given as YAML stage mappings (``{widths: [...], depths: [...], kernels, expands, stride}``)."""
+    from ..registry import get_space
+
+    kwargs = {**config.space.kwargs, "transition_skip": config.value("transition_skip")}
+    try:
+        return get_space(config.space.name, **kwargs)
+    except TypeError as exc:
+        raise InvalidValue("space.kwargs", config.space.kwargs, f"constructor arguments of {config.space.name!r} "
+                                                               f"({exc})") from None
+
+
+def build_supernet(config: SupernetConfig, space: "SearchSpace", input_shape: tuple[int, int, int],
+                   num_classes: int) -> "nn.Module":
+    """The elastic supernet over ``space`` for the data's input, initialised from the config's seed."""
+    import torch
+
+    from ..supernet.mbconv import ElasticMBConvSupernet
+    from ..supernet.train import derived_seed
+
+    gen = torch.Generator().manual_seed(derived_seed(config.seed, 4))
+    return ElasticMBConvSupernet(space, input_shape, num_classes, zero_init_last_bn=config.value("zero_init_last_bn"),
+                                 generator=gen)
+
+
+@contextlib.contextmanager
+def _folder_lock(run_dir: Path, active: bool) -> Iterator[None]:
+    """One process per run folder (``flock`` on ``run_dir/.lock``, as :class:`nasforge.study.Study` does)."""
+    if not active:
+        yield
+        return
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InvalidValue("run folder", str(run_dir), "a folder no other nasforge process is using") from None
+        yield
+
+
+def _check_folder(run_dir: Path, resume: bool) -> None:
+    """A fresh run needs a folder without a checkpoint; ``resume`` continues one (or starts when there is none)."""
+    if (run_dir / CHECKPOINT).exists() and not resume:
+        raise InvalidValue("--out", str(run_dir), "a new folder, or --resume to continue the supernet trained there")
+
+
+def run_supernet(config: SupernetConfig, out: str | os.PathLike[str], *, resume: bool = False,
+                 stop_at: int | None = None) -> "SupernetResult":
+    """Train the supernet of ``config`` into the run folder ``out`` (module docstring); ``resume`` continues
+    from ``out/supernet.pt`` (same config required, except epochs / device / checkpoint_every / progress);
+    ``stop_at``: stop after that global step (a checkpoint is written). Under torchrun every rank calls this."""
+    from ..data import load_data
+    from ..device import torch_threads
+    from ..supernet.distributed import init_distributed, shutdown_distributed
+    from ..supernet.train import SupernetTrainer
+
+    run_dir = Path(out).resolve()
+    ctx = init_distributed(config.backend, config.device)
+    try:
+        with _folder_lock(run_dir, ctx.is_main), torch_threads(config.threads):
+            _check_folder(run_dir, resume)  # on every rank: no rank may wait in a collective for a failed one
+            tc = train_config_of(config)
+            space = build_supernet_space(config)
+            splits = load_data(config.data)
+            net = build_supernet(config, space, splits.input_shape, splits.num_classes)
+            resolved = config.resolved()
+            trainer = SupernetTrainer(net, space, splits, recipe=step_recipe_of(config, tc), train_config=tc,
+                                      epochs=float(resolved["epochs"]), seed=config.seed, dist=ctx,
+                                      checkpoint_path=run_dir / CHECKPOINT, checkpoint_every=config.checkpoint_every,
+                                      log_path=run_dir / LOG, calib_batches=config.calib_batches,
+                                      eval_batches=config.eval_batches, eval_split=config.eval_split,
+                                      eval_batch_size=config.eval_batch_size,
+                                      run_config=resolved, progress=config.progress)
+            if resume:
+                trainer.resume()  # checks the stored config before anything in the folder changes
+            if ctx.is_main:
+                (run_dir / RESULT).unlink(missing_ok=True)
+                atomic_write_text(run_dir / CONFIG, dump_config(resolved))
+            result = trainer.fit(stop_at=stop_at)
+            if ctx.is_main and result.steps >= result.total_steps:
+                write_json(run_dir / RESULT, {**result.to_dict(), "checkpoint": CHECKPOINT})
+            return result
+    finally:
+        shutdown_distributed(ctx)
+
+
+# ================================================================================================ evaluation
+def open_supernet_run(run_dir: str | os.PathLike[str], device: str = "cpu"
+                      ) -> tuple[SupernetConfig, "SearchSpace", "DataSplits", "nn.Module"]:
+    """Config, space, data and the trained supernet of a run folder (checkpoint verified against ``result.json``
+    when training has finished)."""
+    import json
+
+    from ..data import load_data
+    from ..device import resolve_device
+
+    folder = Path(run_dir)
+    if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
+        raise InvalidValue("RUN_DIR", str(run_dir), f"a run folder holding {CONFIG} and {CHECKPOINT} "
+                                                    "(written by nasforge supernet train)")
+    config = load_supernet_config(folder / CONFIG)
+    sha = None
+    if (folder / RESULT).is_file():
+        sha = json.loads((folder / RESULT).read_text(encoding="utf-8")).get("checkpoint_sha256")
+    ckpt = load_checkpoint(folder / CHECKPOINT, sha256=sha, map_location="cpu")
+    space = build_supernet_space(config)
+    splits = load_data(config.data)
+    net = build_supernet(config, space, splits.input_shape, splits.num_classes)
+    net.load_state_dict(ckpt["model"])
+    return config, space, splits, net.to(resolve_device(device))
+
+
+def parse_child(space: "SearchSpace", text: str) -> "Architecture":
+    """A child of the run's own ``space`` (its table may differ from the registered default): ``smallest``,
+    ``largest``, the compact string or JSON."""
+    from ..arch import Architecture
+
+    if not isinstance(text, str):
+        raise InvalidValue("--arch", text, "smallest, largest, an architecture string or JSON")
+    text = text.strip()
+    if text in ("smallest", "largest"):
+        return getattr(space, text)()
+    if text.startswith("{"):
+        return space.validate(Architecture.from_json(text, validate=False))
+    return space.parse(text.split(":", 1)[1] if text.startswith(f"{space.name}:") else text)
+
+
+def evaluate_arch(run_dir: str | os.PathLike[str], arch: str, *, calib_batches: int | None = None,
+                  device: str = "cpu", split: str | None = None) -> dict[str, Any]:
+    """Accuracy (%) of child ``arch`` (:func:`parse_child`) of a trained supernet after BN calibration (Sec. 3.1)
+    on ``calib_batches`` training batches (default: the config's), with its params and FLOPs (analytic, batch 1;
+    FLOPs count a multiply-add as 2). ``split``: default ``test`` when the data has one, else the config's."""
+    from ..cost import AnalyticCost
+    from ..device import resolve_device
+    from ..supernet.select import evaluate_child
+    from ..supernet.train import calibration_batches
+
+    if calib_batches is not None and (isinstance(calib_batches, bool) or calib_batches < 1):
+        raise InvalidValue("--calib-batches", calib_batches, "a positive int")
+    config, space, splits, net = open_supernet_run(run_dir, device)
+    child = parse_child(space, arch)
+    dev = resolve_device(device)
+    split = split or ("test" if "test" in splits.available() else config.eval_split)
+    bs = config.eval_batch_size
+    calib = calibration_batches(splits, bs, config.seed, dev)
+    scored = splits.loader(split, bs, device=dev, train=False)
+    n = calib_batches or config.calib_batches
+    acc = evaluate_child(net, child, calib, scored, calib_steps=n, device=dev)
+    costs = AnalyticCost(space, splits.input_shape, splits.num_classes).cost(child)
+    return {"arch": space.format(child), "split": split, "accuracy": acc, "params": costs["params"],
+            "flops": costs["flops"], "calib_batches": n}

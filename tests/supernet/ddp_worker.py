@@ -1,0 +1,43 @@
+"""One rank of the distributed supernet test (tests/supernet/test_ddp.py), launched by torchrun.
+
+Usage: ``torchrun --nproc_per_node 2 ddp_worker.py OUT_DIR``. Every rank builds the supernet from a DIFFERENT seed
+(the trainer must broadcast rank 0's weights), trains one epoch of a tiny BigNAS table with the sandwich rule and
+writes ``OUT_DIR/rank{r}.pt``: its weights before and after the broadcast, at the end, and its epoch log.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from nasforge.data import DataConfig, load_data
+from nasforge.spaces.bignas import BigNASSpace, BigNASStage
+from nasforge.supernet.distributed import init_distributed, shutdown_distributed
+from nasforge.supernet.mbconv import ElasticMBConvSupernet
+from nasforge.supernet.train import StepRecipe, SupernetTrainer
+from nasforge.train import TrainConfig
+
+
+def main(out: Path) -> None:
+    torch.set_num_threads(1)
+    ctx = init_distributed("gloo", "cpu")
+    space = BigNASSpace(stages=(BigNASStage((4, 8), (1, 2), (3, 5), (1,), 1),
+                                BigNASStage((8, 12), (1, 2), (3, 5), (2, 3), 2)),
+                        resolutions=(12, 16), stem_widths=(4, 8), head_widths=(16,))
+    splits = load_data(DataConfig(source="embedded", limit=160, image_size=16, val_fraction=0.25, test_fraction=0.0))
+    net = ElasticMBConvSupernet(space, (1, 16, 16), 10, generator=torch.Generator().manual_seed(100 + ctx.rank))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    tc = TrainConfig.from_recipe("bignas", batch_size=16, lr=0.2, warmup_epochs=0.0, min_lr_ratio=0.05)
+    tr = SupernetTrainer(net, space, splits, recipe=StepRecipe.bignas(), train_config=tc, epochs=1.0, seed=0,
+                         dist=ctx, checkpoint_path=out / "supernet.pt", calib_batches=1, eval_batches=1,
+                         eval_batch_size=20)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    tr.fit()
+    torch.save({"rank": ctx.rank, "world": ctx.world_size, "before": before, "start": start,
+                "final": net.state_dict(), "history": tr.history}, out / f"rank{ctx.rank}.pt")
+    shutdown_distributed(ctx)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,106 @@
+"""``nasforge supernet train / eval`` end to end on the embedded Fashion-MNIST subset (nasforge.cli_supernet)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from nasforge.cli import main
+from nasforge.cost import AnalyticCost
+from nasforge.io import sha256_file
+from nasforge.methods.bignas import build_supernet_space, load_supernet_config
+
+TINY = {
+    "name": "tiny",
+    "method": "bignas",
+    "space": {"name": "bignas", "kwargs": {
+        "resolutions": [12, 16], "stem_widths": [4, 8], "head_widths": [16],
+        "stages": [{"widths": [4, 8], "depths": [1, 2], "kernels": [3, 5], "expands": [1], "stride": 1},
+                   {"widths": [8, 12], "depths": [1, 2], "kernels": [3, 5], "expands": [2, 3], "stride": 2}]}},
+    "data": {"source": "embedded", "limit": 200, "image_size": 16, "val_fraction": 0.2, "test_fraction": 0.2},
+    "train": {"batch_size": 24, "warmup_epochs": 0.2},
+    "epochs": 1,
+    "calib_batches": 2,
+    "eval_batch_size": 20,
+    "eval_batches": 2,
+    "checkpoint_every": 2,
+    "device": "cpu",
+}
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A supernet trained for one epoch by the CLI (shared by the tests below; they do not modify it)."""
+    folder = tmp_path_factory.mktemp("supernet")
+    config = folder / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run_dir = folder / "run"
+    code = main(["supernet", "train", str(config), "--out", str(run_dir), "--no-progress", "--format", "json"])
+    assert code == 0
+    return config, run_dir
+
+
+def test_train_writes_the_run_folder(trained):
+    _, run_dir = trained
+    assert {p.name for p in run_dir.iterdir()} >= {"config.yaml", "supernet.pt", "train_log.jsonl", "result.json"}
+    rows = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["step"] == 5  # 120 training images / 24
+    assert set(rows[0]["loss"]) == {"largest", "smallest", "random"}
+    assert 0.0 <= rows[0]["acc_smallest"] <= 100.0 and 0.0 <= rows[0]["acc_largest"] <= 100.0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["steps"] == 5 and result["checkpoint_sha256"] == sha256_file(run_dir / "supernet.pt")
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["sandwich"] is True and resolved["recipe"] == "bignas" and resolved["epochs"] == 1.0
+
+
+def test_eval_prints_accuracy_params_and_flops(trained, capsys):
+    config, run_dir = trained
+    space = build_supernet_space(load_supernet_config(config))
+    arch = space.sample(__import__("numpy").random.default_rng(3))
+    code, out, _ = run(capsys, "supernet", "eval", str(run_dir), "--arch", space.format(arch), "--calib-batches",
+                       "2", "--format", "json")
+    assert code == 0
+    row = json.loads(out)
+    costs = AnalyticCost(space, (1, 16, 16), 10).cost(arch)
+    assert row["arch"] == space.format(arch) and row["split"] == "test"
+    assert 0.0 <= row["accuracy"] <= 100.0
+    assert (row["params"], row["flops"]) == (costs["params"], costs["flops"])
+    code, out, _ = run(capsys, "supernet", "eval", str(run_dir), "--arch", "largest", "--format", "json")
+    assert code == 0 and json.loads(out)["arch"] == space.format(space.largest())
+
+
+def test_resume_continues_a_run(trained, tmp_path, capsys):
+    config, _ = trained
+    run_dir = tmp_path / "run"
+    assert run(capsys, "supernet", "train", str(config), "--out", str(run_dir), "--no-progress")[0] == 0
+    code, _, err = run(capsys, "supernet", "train", str(config), "--out", str(run_dir), "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "--out" in err and "--resume" in err
+    code, out, _ = run(capsys, "supernet", "train", "--resume", "--out", str(run_dir), "--set", "epochs=2",
+                       "--no-progress", "--format", "json")
+    assert code == 0 and json.loads(out)["steps"] == 10
+    assert len((run_dir / "train_log.jsonl").read_text().splitlines()) == 2
+    code, _, err = run(capsys, "supernet", "train", "--resume", "--out", str(run_dir), "--set", "seed=5")
+    assert code == 2 and "config.seed" in err and "must match the checkpoint" in err
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["supernet", "eval"], "RUN_DIR"),
+    (["supernet", "eval", "{run}"], "--arch"),
+    (["supernet", "eval", "{run}", "--arch", "r9_c9"], "cannot parse"),
+    (["supernet", "eval", "{run}", "--arch", "smallest", "--set", "epochs=2"], "--set"),
+    (["supernet", "train", "{config}", "--set", "sandwitch=false"], "sandwitch: got False; allowed: no such field"),
+    (["supernet", "train", "{config}", "--arch", "smallest"], "--arch"),
+    (["supernet", "train", "missing.yaml"], "does not exist"),
+])
+def test_errors_are_one_line(trained, capsys, argv, needle):
+    config, run_dir = trained
+    argv = [a.format(run=run_dir, config=config) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err
