@@ -98,9 +98,33 @@ def test_resume_continues_a_run(trained, tmp_path, capsys):
     (["supernet", "train", "{config}", "--set", "sandwitch=false"], "sandwitch: got False; allowed: no such field"),
     (["supernet", "train", "{config}", "--arch", "smallest"], "--arch"),
     (["supernet", "train", "missing.yaml"], "does not exist"),
+    (["supernet", "select", "{run}"], "--budgets"),
+    (["supernet", "select", "{run}", "--budgets", "half"], "--budgets: got 'half'"),
+    (["supernet", "select", "{run}", "--budgets", "0.5", "--arch", "S"], "--arch"),
 ])
 def test_errors_are_one_line(trained, capsys, argv, needle):
     config, run_dir = trained
     argv = [a.format(run=run_dir, config=config) for a in argv]
     code, _, err = run(capsys, *argv)
     assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_select_writes_a_family_and_export_takes_a_member_name(trained, tmp_path, capsys):
+    import shutil
+
+    _, run_dir = trained
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)  # select adds family.json: keep the shared run folder untouched
+    code, out, err = run(capsys, "supernet", "select", str(folder), "--budgets", "0.5,1.0", "--n-fine", "2",
+                         "--format", "json")
+    assert code == 0, err
+    members = json.loads(out)["members"]
+    assert [m["member"] for m in members] == ["S", "M"]
+    assert members[0]["flops"] <= members[1]["flops"]
+    family = json.loads((folder / "family.json").read_text())
+    assert [m["name"] for m in family["members"]] == ["S", "M"]
+    code, out, _ = run(capsys, "export", str(folder), "--arch", "S", "--out", str(tmp_path / "exp"), "--no-onnx",
+                       "--format", "json")
+    assert code == 0
+    exported = json.loads((tmp_path / "exp" / "arch.json").read_text())
+    assert exported["arch_str"] == family["members"][0]["arch"]

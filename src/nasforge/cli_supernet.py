@@ -7,6 +7,10 @@ Under ``torchrun --nproc_per_node N -m nasforge supernet train ...`` the ranks t
 
 ``nasforge supernet eval RUN_DIR --arch STR [--calib-batches N]`` prints the accuracy of one child after BatchNorm
 calibration (BigNAS Sec. 3.1), with its parameters and FLOPs.
+
+``nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20]`` runs the coarse-to-fine selection (BigNAS
+Sec. 3.2 / 4.4) and writes the model family (S, M, L, ...) to ``RUN_DIR/family.json``; ``nasforge export RUN_DIR
+--arch M`` exports a member.
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ __all__ = ["cmd_supernet"]
 
 
 def _options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["train", "eval"], help="train: train a supernet; eval: score one child")
+    p.add_argument("action", choices=["train", "eval", "select"],
+                   help="train: train a supernet; eval: score one child; select: coarse-to-fine model family")
     p.add_argument("path", nargs="?", metavar="CONFIG|RUN_DIR",
                    help="train: the YAML config (optional with --resume); eval: the run folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -33,7 +38,12 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-batches", type=int_at_least(1, "--calib-batches"),
                    help="eval: BN-calibration batches (default: the config's calib_batches)")
     p.add_argument("--split", choices=["val", "test"], help="eval: split scored (default: test when there is one)")
-    p.add_argument("--device", default="cpu", help="eval: cpu | cuda | cuda:N | auto (default cpu)")
+    p.add_argument("--device", default="cpu", help="eval/select: cpu | cuda | cuda:N | auto (default cpu)")
+    p.add_argument("--budgets", help="select: comma-separated budgets, one member each: a fraction of the largest "
+                   "child's FLOPs (0.25) or COST:MAX (flops:2e8, params:1e6)")
+    p.add_argument("--n-fine", type=int_at_least(0, "--n-fine"), default=20,
+                   help="select: fine-grained mutations around each budget's best skeleton (default 20)")
+    p.add_argument("--seed", type=int_at_least(0, "--seed"), help="select: seed (default: the run's)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -74,8 +84,41 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-_TRAIN_ONLY = ("overrides", "out", "resume", "no_progress")
-_EVAL_ONLY = ("arch", "calib_batches", "split")
+def _budget(text: str) -> float | tuple[str, float]:
+    cost, _, value = text.strip().rpartition(":")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidValue("--budgets", text, "a FLOPs fraction in (0, 1] or COST:MAX, e.g. 0.5 or flops:2e8") \
+            from None
+    return (cost, number) if cost else number
+
+
+def _select(args: argparse.Namespace) -> int:
+    from .cli import format_table
+    from .supernet.select import family_from_run
+
+    if args.path is None:
+        raise InvalidValue("RUN_DIR", None, "the run folder of a trained supernet")
+    if not args.budgets:
+        raise InvalidValue("--budgets", None, "comma-separated budgets, e.g. 0.25,0.5,1.0 or flops:2e8")
+    budgets = [_budget(b) for b in args.budgets.split(",") if b.strip()]
+    fam = family_from_run(args.path, budgets, n_fine=args.n_fine, seed=args.seed, select_split=args.split or "val",
+                          device=args.device, progress=False)
+    rows = [{"member": m.name, "budget": str(m.budget), "accuracy": round(m.entry.accuracy, 2),
+             "flops": m.entry.costs.get("flops"), "params": m.entry.costs.get("params"), "arch": m.entry.text}
+            for m in fam.members]
+    if getattr(args, "format", "table") == "json":
+        emit(args, {"family": str(Path(args.path) / "family.json"), "members": rows})
+    else:
+        print(format_table(rows))
+        print(f"family written to {Path(args.path) / 'family.json'}; export a member with "
+              f"nasforge export {args.path} --arch {rows[0]['member'] if rows else 'S'}")
+    return 0
+
+
+_ACTION_ONLY = {"train": ("overrides", "out", "resume", "no_progress"), "eval": ("arch", "calib_batches"),
+                "select": ("budgets", "seed")}
 
 
 @command("supernet", help="train a BigNAS / SPOS supernet, or evaluate one of its children")
@@ -85,16 +128,19 @@ def cmd_supernet(args: argparse.Namespace) -> int:
       nasforge supernet train CONFIG.yaml [--set KEY=VALUE ...] [--out RUN_DIR] [--resume]
       nasforge supernet train --resume --out RUN_DIR
       nasforge supernet eval RUN_DIR --arch smallest|largest|ARCH [--calib-batches N]
+      nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20] [--seed N]
 
     The run folder gets config.yaml (resolved), supernet.pt (checkpoint), train_log.jsonl (per epoch: losses,
     learning rate, accuracy of the smallest and largest child after BN calibration) and result.json.
     """
-    wrong = _EVAL_ONLY if args.action == "train" else _TRAIN_ONLY
+    wrong = [n for action, names in _ACTION_ONLY.items() if action != args.action for n in names]
+    if args.action == "train":
+        wrong.append("split")
     for name in wrong:
         if getattr(args, name) not in (None, False, []):
             flag = "--set" if name == "overrides" else "--" + name.replace("_", "-")
             raise InvalidValue(flag, getattr(args, name), f"no {flag} with 'supernet {args.action}'")
-    return _train(args) if args.action == "train" else _eval(args)
+    return {"train": _train, "eval": _eval, "select": _select}[args.action](args)
 
 
 cmd_supernet.configure = _options  # type: ignore[attr-defined]

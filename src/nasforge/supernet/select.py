@@ -477,9 +477,14 @@ def _parse(space: SearchSpace, text: str | Architecture) -> Architecture:
 
 def export_member_from_run(run_dir: str | Path, arch: str | Architecture, out_dir: str | Path, *,
                            onnx: bool | None = None, device: str = "cpu") -> dict[str, Any]:
-    """:func:`export_member` for child ``arch`` (compact string or JSON) of the supernet in ``run_dir``, calibrated
+    """:func:`export_member` for child ``arch`` (compact string, JSON, or the name of a member of the run's
+    ``family.json``, e.g. ``M``) of the supernet in ``run_dir``, calibrated
     on the run's ``calib_batches`` training batches (the ``nasforge export RUN_DIR --arch`` hook)."""
     config, space, _, net, calib = _open_run(run_dir, device)
+    family = Path(run_dir) / "family.json"
+    if isinstance(arch, str) and family.is_file():  # a member name of `nasforge supernet select` (S, M, L...)
+        members = {m["name"]: m["arch"] for m in json.loads(family.read_text()).get("members", [])}
+        arch = members.get(arch.strip(), arch)
     child = _parse(space, arch)
     res = export_member(net, child, out_dir, space=space, calib_batches=calib, calib_steps=len(calib), onnx=onnx,
                         device=device, meta={"run_dir": str(Path(run_dir).resolve()), "config_name": config.name})
