@@ -358,8 +358,8 @@ def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> S
         raise InvalidValue("config", str(exc), "string keys") from None
 
 
-def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SearchConfig:
-    """Read a YAML search config and apply ``--set`` style ``overrides`` (``["budget=50", "seed=3"]``)."""
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The parsed YAML file of a config (``{}`` when empty); a missing file or bad YAML is a one-line error."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"config: file {str(p)!r} does not exist; allowed: a YAML file (see configs/)")
@@ -370,7 +370,12 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ParseError(f"config {p.name}{where}", " ".join(text.split())[:80], "valid YAML") from None
-    return config_from_dict(raw if raw is not None else {}, overrides)
+    return raw if raw is not None else {}
+
+
+def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SearchConfig:
+    """Read a YAML search config and apply ``--set`` style ``overrides`` (``["budget=50", "seed=3"]``)."""
+    return config_from_dict(read_yaml(path), overrides)
 
 
 def dump_config(config: SearchConfig | Mapping[str, Any]) -> str:

@@ -13,11 +13,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
-from .errors import DataError
+from .errors import DataError, InvalidValue
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "sha256_file", "save_checkpoint",
            "load_checkpoint", "CheckpointError"]
@@ -104,3 +104,21 @@ def load_checkpoint(path: str | os.PathLike[str], sha256: str | None = None,
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors of many kinds
         raise CheckpointError(f"checkpoint {str(p)!r}: cannot be loaded ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+def lock_folder(folder: str | os.PathLike[str]) -> IO[str]:
+    """Take an exclusive ``flock`` on ``folder/.lock`` (created with the folder) so that one process at a time
+    writes a run folder; returns the open file (closing it releases the lock). A folder another process holds is
+    a one-line :class:`~nasforge.errors.InvalidValue`."""
+    import fcntl
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    fh = open(path / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise InvalidValue("run folder", str(path), "a folder no other nasforge process is using "
+                                                    "(another search, resume or training holds it)") from None
+    return fh

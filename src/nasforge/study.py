@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import InvalidValue
 from .execute.base import Executor, TrialOutcome, evaluate_trial
-from .io import atomic_write_text, load_checkpoint, write_json
+from .io import atomic_write_text, load_checkpoint, lock_folder, write_json
 from .store import INTERRUPTED, MemoryStore, SQLiteStore, TrialStore
 from .trial import Candidate, Result, Trial, TrialState
 
@@ -279,17 +279,7 @@ class Study:
         """One process per run folder: a second search or resume on a folder in use stops with a clear error."""
         if self.run_dir is None or self._lock is not None:
             return
-        import fcntl
-
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.run_dir / ".lock", "a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.close()
-            raise InvalidValue("run folder", str(self.run_dir), "a folder no other nasforge process is using "
-                                                                "(another search or resume holds it)") from None
-        self._lock = fh
+        self._lock = lock_folder(self.run_dir)
 
     def _restore(self) -> None:
         """Existing store: restore the strategy and find the trials to evaluate again."""

@@ -32,12 +32,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import SpaceConfig, apply_overrides, dump_config, validation_error
-from ..errors import DataError, InvalidValue, ParseError
-from ..io import atomic_write_text, load_checkpoint, write_json
+from ..config import SpaceConfig, apply_overrides, dump_config, read_yaml, validation_error
+from ..errors import InvalidValue
+from ..io import atomic_write_text, load_checkpoint, lock_folder, write_json
 
 if TYPE_CHECKING:
     from torch import nn
@@ -166,17 +165,7 @@ def supernet_config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] =
 
 def load_supernet_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SupernetConfig:
     """Read a YAML supernet config (``configs/bignas*.yaml``) and apply ``--set`` overrides."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"config: file {str(p)!r} does not exist; allowed: a YAML file (see configs/)")
-    text = p.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ParseError(f"config {p.name}{where}", " ".join(text.split())[:80], "valid YAML") from None
-    return supernet_config_from_dict(raw if raw is not None else {}, overrides)
+    return supernet_config_from_dict(read_yaml(path), overrides)
 
 
 # ================================================================================================ builders
@@ -237,19 +226,15 @@ def build_supernet(config: SupernetConfig, space: "SearchSpace", input_shape: tu
 
 @contextlib.contextmanager
 def _folder_lock(run_dir: Path, active: bool) -> Iterator[None]:
-    """One process per run folder (``flock`` on ``run_dir/.lock``, as :class:`nasforge.study.Study` does)."""
+    """One process per run folder (:func:`nasforge.io.lock_folder`, as :class:`nasforge.study.Study` takes)."""
     if not active:
         yield
         return
-    import fcntl
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise InvalidValue("run folder", str(run_dir), "a folder no other nasforge process is using") from None
+    fh = lock_folder(run_dir)
+    try:
         yield
+    finally:
+        fh.close()
 
 
 def _check_folder(run_dir: Path, resume: bool) -> None:
