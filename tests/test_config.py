@@ -122,3 +122,17 @@ def test_load_config_file_errors(tmp_path):
     ok.write_text("space: nb201\nbudget: 7\n")
     config = load_config(ok, ["budget=9"])
     assert isinstance(config, SearchConfig) and config.budget == 9
+
+
+@pytest.mark.parametrize("evaluator, overrides, needle", [
+    ({"kind": "train", "epochs": 0.5}, [], "evaluator.kind"),
+    (None, ["strategy.params.lottery_tickets=50", "evaluator.proposals=4"], "strategy.params.lottery_tickets: got 50"),
+    (None, ["evaluator.proposals=0"], "strategy.params.lottery_tickets: got 2"),
+])
+def test_menas_needs_its_evaluator_and_k_at_least_top_k(evaluator, overrides, needle):
+    raw = __import__("yaml").safe_load((CONFIGS / "menas-cpu.yaml").read_text())
+    if evaluator is not None:
+        raw["evaluator"] = evaluator
+    with pytest.raises(NasforgeError) as err:
+        config_from_dict(raw, overrides)
+    assert needle in str(err.value)

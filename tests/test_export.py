@@ -224,3 +224,18 @@ def test_custom_bignas_table_export_reloads(tmp_path):
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert loaded == arch
     assert torch.allclose(model.eval()(x), net(x), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_program_export_runs_without_nasforge(tmp_path):
+    """model.pt2 (torch.export, dynamic batch) reproduces the network's outputs at another batch size."""
+    space = MobileNet3Space(base_channels=(16,), depths=(1,), kernels=(3,), expands=(2,), se=(False,))
+    arch = space.largest()
+    net = init_weights(space.build(arch, (1, 28, 28), 10), torch.Generator().manual_seed(0)).eval()
+    files = export_model(net, arch, tmp_path / "exp", input_shape=(1, 28, 28), onnx=False, program=True,
+                         space_kwargs={"base_channels": (16,), "depths": (1,), "kernels": (3,), "expands": (2,),
+                                       "se": (False,)})
+    x = torch.randn(5, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    program = torch.export.load(files["program"]).module()
+    assert torch.allclose(program(x), net(x), atol=1e-5)
+    assert json.loads(Path(files["meta"]).read_text())["program"]["exported"] is True

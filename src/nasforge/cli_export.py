@@ -76,7 +76,7 @@ def _state_dict(path: Path, sha256: str | None) -> Mapping[str, Any]:
 
 
 def export_trial(run_dir: str | Path, trial: int | None = None, out: str | Path | None = None, *,
-                 onnx: bool | None = None) -> dict[str, Any]:
+                 onnx: bool | None = None, program: bool = False) -> dict[str, Any]:
     """Export trial ``trial`` (default: the best) of the search in ``run_dir`` to ``out`` (default:
     ``RUN_DIR/export/trial-NNNNN``); returns a summary row (trial, arch, metric, files, ONNX parity)."""
     from .config import TrainEvaluatorConfig, build_evaluator, build_space
@@ -105,7 +105,7 @@ def export_trial(run_dir: str | Path, trial: int | None = None, out: str | Path 
             "costs": t.result.costs if t.result else {}, "checkpoint": str(path), "checkpoint_sha256":
             t.checkpoint_sha256, "config_name": config.name}
     files = export_model(model, arch, target, input_shape=shape, onnx=onnx, meta=meta,
-                         space_kwargs=config.space.kwargs)
+                         space_kwargs=config.space.kwargs, program=program)
     onnx_info = json.loads(Path(files["meta"]).read_text(encoding="utf-8"))["onnx"]
     return {"trial": t.id, "arch": space.format(arch), config.metric: t.metric(config.metric), "out": str(target),
             "files": ", ".join(sorted(Path(p).name for p in files.values())),
@@ -148,7 +148,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_supernet(args, run)
     if args.arch:
         raise InvalidValue("--arch", args.arch, "nothing for a search run folder (choose the trial with --trial)")
-    emit(args, export_trial(run, args.trial, args.out, onnx=False if args.no_onnx else None))
+    emit(args, export_trial(run, args.trial, args.out, onnx=False if args.no_onnx else None, program=args.program))
     return 0
 
 
@@ -158,6 +158,8 @@ def _export_options(p: argparse.ArgumentParser) -> None:
                    help="trial id (default: the study's best)")
     p.add_argument("--out", help="export folder (default: RUN_DIR/export/trial-NNNNN)")
     p.add_argument("--no-onnx", action="store_true", help="do not write model.onnx")
+    p.add_argument("--program", action="store_true",
+                   help="also write model.pt2 (torch.export; runs without nasforge; search trials only)")
     p.add_argument("--arch", help="supernet run folders: the member architecture to export")
 
 

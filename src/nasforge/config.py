@@ -245,6 +245,15 @@ class SearchConfig(BaseModel):
             object.__setattr__(self, "data", {"source": "embedded"})
         if isinstance(self.evaluator, TabularEvaluatorConfig) and self.data is not None:
             raise InvalidValue("data", self.data, "no 'data' block with a tabular evaluator (the table holds the results)")
+        if self.strategy.name == "menas":  # MENAS needs its evaluator: inheritance and lottery tickets live there
+            if not isinstance(self.evaluator, MenasEvaluatorConfig):
+                raise InvalidValue("evaluator.kind", self.evaluator.kind, "'menas' with strategy 'menas' (the "
+                                   "evaluator inherits parent weights and explores the lottery tickets)")
+            tickets = self.strategy.params.get("lottery_tickets", 2)
+            if isinstance(tickets, int) and tickets > self.evaluator.proposals:
+                raise InvalidValue("strategy.params.lottery_tickets", tickets,
+                                   f"an int <= evaluator.proposals ({self.evaluator.proposals}): the top-k of K "
+                                   "pruning proposals")
         return self
 
 

@@ -58,7 +58,7 @@ __all__ = ["export_model", "load_exported", "build_with_state", "onnx_available"
 
 EXPORT_FORMAT = "nasforge.export/1"
 #: file names inside an export folder
-FILES = {"model": "model.pt", "arch": "arch.json", "onnx": "model.onnx", "meta": "meta.json"}
+FILES = {"model": "model.pt", "arch": "arch.json", "onnx": "model.onnx", "meta": "meta.json", "program": "model.pt2"}
 #: largest allowed max |torch - onnxruntime| on the example input
 PARITY_TOLERANCE = 1e-3
 
@@ -139,7 +139,7 @@ def _want_onnx(onnx: Any) -> bool:
 def export_model(model: nn.Module, arch: Architecture, out_dir: str | os.PathLike[str], *,
                  input_shape: tuple[int, int, int], example_input: Tensor | None = None, onnx: bool | None = None,
                  meta: Mapping[str, Any] | None = None,
-                 space_kwargs: Mapping[str, Any] | None = None) -> dict[str, str]:
+                 space_kwargs: Mapping[str, Any] | None = None, program: bool = False) -> dict[str, str]:
     """Write ``model`` (the network of ``arch`` at ``input_shape``) to ``out_dir``; returns file kind -> path.
 
     ``space_kwargs``: the constructor arguments of ``arch``'s space when it is not the registered default (e.g.
@@ -148,7 +148,10 @@ def export_model(model: nn.Module, arch: Architecture, out_dir: str | os.PathLik
     count is read from its output). ``example_input`` (default: 2 standard-normal images from a local generator)
     feeds the ONNX parity check. ``onnx``: ``None`` exports ONNX when onnxruntime is installed, ``True``
     requires it, ``False`` skips it. ``meta`` is stored in ``meta.json`` under ``"meta"``. The caller's model
-    is not modified (modes restored; copied to the CPU when it lives elsewhere).
+    is not modified (modes restored; copied to the CPU when it lives elsewhere). ``program=True`` also writes
+    ``model.pt2``, a :func:`torch.export.export` program with a dynamic batch size that runs without nasforge
+    (``torch.export.load("model.pt2").module()(x)``), checked against the model on ``example_input``; it takes
+    tens of seconds, hence opt-in.
     """
     if not isinstance(model, nn.Module):
         raise InvalidValue("model", type(model).__name__, "a torch.nn.Module")
@@ -189,10 +192,34 @@ def export_model(model: nn.Module, arch: Architecture, out_dir: str | os.PathLik
             paths["onnx"] = out / FILES["onnx"]
             onnx_info = _export_onnx(net, x, expected, paths["onnx"])
             sha[FILES["onnx"]] = sha256_file(paths["onnx"])
+        program_info: dict[str, Any] = {"exported": False}
+        if program:
+            paths["program"] = out / FILES["program"]
+            program_info = _export_program(net, x, expected, paths["program"])
+            sha[FILES["program"]] = sha256_file(paths["program"])
     write_json(paths["meta"], {"format": EXPORT_FORMAT, "torch": torch.__version__, "sha256": sha,
-                               "onnx": onnx_info, "meta": dict(meta or {}),
+                               "onnx": onnx_info, "program": program_info, "meta": dict(meta or {}),
                                "load": "nasforge.export.load_exported(FOLDER) -> (network, architecture)"})
     return {kind: str(p) for kind, p in paths.items()}
+
+
+def _export_program(net: nn.Module, x: Tensor, expected: Tensor, path: Path) -> dict[str, Any]:
+    """``torch.export`` the network (dynamic batch), save it atomically, reload it and check its outputs."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    try:
+        program = torch.export.export(net, (x,), dynamic_shapes=((({0: batch}),)))
+    except Exception as exc:  # an op torch.export cannot trace: the rest of the export stands
+        raise InvalidValue("program", True, f"a network torch.export can trace ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200]})") from None
+    tmp = path.with_suffix(".pt2.tmp")
+    torch.export.save(program, str(tmp))
+    os.replace(tmp, path)
+    got = torch.export.load(str(path)).module()(x).float()
+    diff = float((got - expected).abs().max())
+    if diff > 1e-4:
+        path.unlink(missing_ok=True)
+        raise InvalidValue("program", f"max abs diff {diff:.3g}", "outputs within 1e-4 of the PyTorch model")
+    return {"exported": True, "max_abs_diff": diff, "load": "torch.export.load('model.pt2').module()"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

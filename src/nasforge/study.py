@@ -30,6 +30,7 @@ import concurrent.futures as cf
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -335,7 +336,7 @@ class Study:
             parent = self.store.get(trial.parents[0])
             ctx["parent_arch"] = parent.arch
             if parent.checkpoint:
-                ctx["parent_checkpoint"] = parent.checkpoint
+                ctx["parent_checkpoint"] = self._checkpoint_path(parent)
                 ctx["parent_checkpoint_sha256"] = parent.checkpoint_sha256
         return ctx
 
@@ -343,6 +344,16 @@ class Study:
         """True while the strategy has nothing to ask yet (a generational strategy waiting for its generation to
         finish) or has finished its schedule; interrupted trials to redo are always available."""
         return not self._requeue and not self.strategy.can_ask()
+
+    def _checkpoint_path(self, trial: Trial) -> str:
+        """The trial's recorded checkpoint path or, when the run folder was moved or copied since (the recorded
+        path is absolute and gone), the same file under this run folder's ``trials/NNNNN/``."""
+        path = str(trial.checkpoint)
+        if self.run_dir is not None and not os.path.exists(path):
+            moved = self.run_dir / "trials" / f"{trial.id:05d}" / Path(path).name
+            if moved.is_file():
+                return str(moved)
+        return path
 
     def _launch(self) -> None:
         cand, seed = self._next()

@@ -279,3 +279,18 @@ def test_bad_options_and_results_raise_naming_the_field():
     bad = Result(metrics={"accuracy": 1.0}, costs={"params": 1.0}, info={"lottery_tickets": [{"arch": "nope"}]})
     with pytest.raises(InvalidValue, match=r"lottery_tickets'\]\[0\]"):
         s.tell(Trial(0, c.arch, TrialState.COMPLETE, bad))
+
+
+def test_too_few_tickets_are_filled_by_best_nets_not_by_size():
+    """Regression: with fewer complete tickets than the best share, the next best nets fill in; the large-model
+    share stays round(ratio * parent_size), so ratio 0 (the Table 6 ablation) never selects by size."""
+    s = make(population_size=2, parent_size=6, lottery_tickets=1, large_model_ratio=0.0)
+    accs = {i: float(i) for i in range(4)}
+    sizes = {i: 100.0 + i for i in range(4)}
+    sizes[0] = 1e6  # the largest model is the worst
+    trials = gen0(s, accs, sizes)
+    sel = s.selections[0]
+    assert sel["large"] == []
+    assert sel["best"][:2] == [t.id for t in sorted((t for t in trials if t.info["kind"] == "ticket"),
+                                                    key=lambda t: -accs[t.id])]
+    assert sorted(sel["best"]) == sorted(t.id for t in trials)  # every network, ranked by the metric

@@ -128,6 +128,14 @@ class MenasEvaluator(TrainEvaluator):
         calib, search = (int(s) for s in seq.generate_state(2) % (2 ** 31))
         return calib, search
 
+    def _train_config(self, run: TrialRun) -> "TrainConfig":
+        """Lottery tickets fine-tune already trained weights (step 2(e), 3 epochs): no warm-up from lr 0, which
+        with the recipe's 5 warm-up epochs would last the whole fine-tune; init and child nets (children have
+        fresh layers) keep the recipe's warm-up. The paper does not say; this is our reading."""
+        if self._kind(run) == "ticket" and self.train_config.warmup_epochs > 0:
+            return self.train_config.model_copy(update={"warmup_epochs": 0.0})
+        return self.train_config
+
     def _start_model(self, run: TrialRun) -> tuple[nn.Module, float]:
         """init: from scratch; child: inherit (or from scratch without weight sharing); ticket: truncate the
         net's weights (Eq. 1), then re-calibrate BN (step 2(c))."""

@@ -189,6 +189,10 @@ class TrainEvaluator(Evaluator):
         model = self.space.build(run.arch, run.input_shape, run.num_classes)
         return init_weights(model, torch.Generator().manual_seed(run.init_seed)), self.epochs
 
+    def _train_config(self, run: TrialRun) -> "TrainConfig":
+        """Hook: the training recipe of this trial. Default: ``self.train_config``."""
+        return self.train_config
+
     def _after_train(self, run: TrialRun, model: nn.Module, out: "TrainResult") -> None:
         """Hook: called after training, inside the trial's seeded scope; may add to ``run.info``. Default: none."""
 
@@ -204,9 +208,10 @@ class TrainEvaluator(Evaluator):
         # generator; scoping it to this trial makes a seeded trial reproduce whatever ran before it.
         with torch_threads(self.threads), seeded_torch(run.torch_seed, device):
             model, epochs = self._start_model(run)
-            batches = splits.loader("train", self.train_config.batch_size, device=device, seed=run.data_seed)
+            recipe = self._train_config(run)
+            batches = splits.loader("train", recipe.batch_size, device=device, seed=run.data_seed)
             scored = splits.loader(self.split, self.eval_batch_size, device=device, train=False)
-            out = train(model, batches, config=self.train_config, epochs=epochs, device=device,
+            out = train(model, batches, config=recipe, epochs=epochs, device=device,
                         val_batches=scored, progress=False, checkpoint_path=run.checkpoint)
             self._after_train(run, model, out)
         last = out.history[-1] if out.history else None

@@ -98,7 +98,8 @@ def _generation_stats(trials: list[Trial]) -> dict[str, Any]:
                if t.result.info.get("epochs") and t.result.info.get("train_seconds") is not None]
     kinds = [t.info.get("kind") for t in trials]
     return {"nets": sum(k in ("init", "child") for k in kinds), "tickets": kinds.count("ticket"),
-            "failed": sum(t.state is TrialState.FAILED for t in trials),
+            "failed": sum(t.state is TrialState.FAILED and t.error != INTERRUPTED for t in trials),
+            "interrupted": sum(t.error == INTERRUPTED for t in trials),
             "mean_params": statistics.fmean(t.result.costs["params"] for t in done) if done else None,
             "mean_flops": statistics.fmean(t.result.costs["flops"] for t in done) if done else None,
             "mean_epoch_seconds": statistics.fmean(epoch_s) if epoch_s else None,
@@ -115,13 +116,17 @@ def menas_summary(study: Study) -> dict[str, Any]:
     selections = {s["generation"]: s for s in getattr(study.strategy, "selections", [])}
     per_gen = {str(g): {**_generation_stats(ts), "parents_chosen": selections.get(g)}
                for g, ts in sorted(generations.items())}
-    explore = sum(t.result.info["lottery_cost"]["explore_s"] for t in trials
-                  if t.result is not None and "lottery_cost" in t.result.info)
+    costs = [t.result.info["lottery_cost"] for t in trials if t.result is not None and "lottery_cost" in t.result.info]
+    # the measure: a net's exploration time over its OWN training time (E_init or E_child epochs)
+    per_net = [c["explore_s"] / c["train_seconds"] for c in costs if c.get("train_seconds")]
+    explore = sum(c["explore_s"] for c in costs)
     train = sum(t.result.info.get("train_seconds") or 0.0 for t in trials if t.result is not None)
     finished = [t for t in trials if t.state is TrialState.COMPLETE or t.error != INTERRUPTED]
     pareto = study.pareto() or {}
     return {"evaluated_networks": len(finished), "best": study.summary()["best"], "generations": per_gen,
             "pareto": pareto.get("fronts", {}),
             "lottery_cost": {"explore_s": explore, "train_s": train,
-                             "fraction": explore / (explore + train) if explore + train > 0 else None},
+                             "share_of_search": explore / (explore + train) if explore + train > 0 else None,
+                             "per_net_fraction_median": statistics.median(per_net) if per_net else None,
+                             "per_net_fraction_max": max(per_net) if per_net else None},
             "lineage": [_row(t, by_id) for t in trials]}

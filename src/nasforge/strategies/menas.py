@@ -307,10 +307,15 @@ class MenasStrategy(Strategy):
         pool, role = (tickets, "ticket") if tickets and hp["lottery_tickets"] > 0 else (
             [(t, s) for t, s in done if self._kinds.get(t.id) != "ticket"], "net")
         n_best = min(hp["parent_size"], int(round((1.0 - hp["large_model_ratio"]) * hp["parent_size"])))
+        n_large = hp["parent_size"] - n_best  # the regularisation share is fixed: 0 with large_model_ratio 0
         best = [t.id for t, _ in sorted(pool, key=lambda ts: (-ts[1], ts[0].id))[:n_best]]
         roles = dict.fromkeys(best, role)
+        if len(best) < n_best:  # too few tickets: the next best-performing networks of the generation fill in
+            others = [(t, s) for t, s in done if t.id not in roles]
+            fill = [t.id for t, _ in sorted(others, key=lambda ts: (-ts[1], ts[0].id))[:n_best - len(best)]]
+            roles.update(dict.fromkeys(fill, "net"))
+            best += fill
         rest = [t for t, _ in done if t.id not in roles]
-        n_large = hp["parent_size"] - len(best)
         large = [t.id for t in sorted(rest, key=lambda t: (-self._size(t), t.id))[:n_large]] if n_large else []
         roles.update(dict.fromkeys(large, "large"))
         return best + large, roles
