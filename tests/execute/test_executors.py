@@ -162,3 +162,24 @@ def test_study_on_a_local_ray_instance(tmp_path):
         assert not ray.is_initialized()  # the executor stopped the instance it started
     finally:
         ex.shutdown(cancel=True)
+
+
+def test_pool_workers_are_pinned_to_one_gpu_each_round_robin(monkeypatch):
+    """The worker initializer gives worker k the GPU gpus[k % len(gpus)] via CUDA_VISIBLE_DEVICES (checked in
+    process: no GPU here); without GPUs it leaves the environment alone."""
+    import multiprocessing
+
+    from nasforge.execute.pool import _worker_init, visible_gpus
+
+    counter = multiprocessing.get_context("spawn").Value("i", 0)
+    seen = []
+    for _ in range(3):
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        _worker_init(counter, ["2", "5"])
+        seen.append(__import__("os").environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["2", "5", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    assert visible_gpus() == ["1", "3"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    _worker_init(counter, [])
+    assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ

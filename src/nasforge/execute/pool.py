@@ -49,8 +49,34 @@ def _die_with_parent() -> None:
         pass
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (empty without CUDA)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    except Exception:  # pragma: no cover - a broken CUDA install: run on CPU
+        return []
+
+
+def _worker_init(counter: Any, gpus: list[str]) -> None:
+    """Worker initializer: die with the parent, and pin the worker to one GPU (round robin over ``gpus``) before
+    anything initialises CUDA, so parallel trials with ``device: cuda`` / ``auto`` spread over the GPUs (one GPU
+    per worker, as the Ray executor does) instead of all landing on GPU 0."""
+    _die_with_parent()
+    if gpus:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+
+
 class ProcessPoolExecutor(Executor):
-    """``workers`` spawned processes, one trial each at a time (default: one per CPU core)."""
+    """``workers`` spawned processes, one trial each at a time (default: one per CPU core); with CUDA, each worker
+    sees one GPU (round robin over the visible ones)."""
 
     name = "pool"
 
@@ -65,9 +91,10 @@ class ProcessPoolExecutor(Executor):
         self._checked: dict[int, Any] = {}  # id -> object already shown to pickle (kept alive so ids stay unique)
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(max_workers=self.max_workers, mp_context=multiprocessing.get_context("spawn"),
+        ctx = multiprocessing.get_context("spawn")
+        return cf.ProcessPoolExecutor(max_workers=self.max_workers, mp_context=ctx,
                                       max_tasks_per_child=1 if self.fresh_process else None,
-                                      initializer=_die_with_parent)
+                                      initializer=_worker_init, initargs=(ctx.Value("i", 0), visible_gpus()))
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
         for i, arg in enumerate((fn, *args)):
