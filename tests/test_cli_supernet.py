@@ -99,6 +99,8 @@ def test_resume_continues_a_run(trained, tmp_path, capsys):
     (["supernet", "train", "{config}", "--arch", "smallest"], "--arch"),
     (["supernet", "train", "missing.yaml"], "does not exist"),
     (["supernet", "select", "{run}"], "--budgets"),
+    (["supernet", "train", "{config}", "--resume"], "--resume: got True"),
+    (["supernet", "train", "{config}", "--device", "cuda:3"], "--device"),
     (["supernet", "select", "{run}", "--budgets", "half"], "--budgets: got 'half'"),
     (["supernet", "select", "{run}", "--budgets", "0.5", "--arch", "S"], "--arch"),
 ])
@@ -128,3 +130,24 @@ def test_select_writes_a_family_and_export_takes_a_member_name(trained, tmp_path
     assert code == 0
     exported = json.loads((tmp_path / "exp" / "arch.json").read_text())
     assert exported["arch_str"] == family["members"][0]["arch"]
+
+
+def test_menas_spaces_train_without_transition_skips(tmp_path, capsys):
+    """The pipeline trains any nesting MBConv space (menas-ws here); the bignas-only transition_skip switch
+    resolves to false for it and is an error when set explicitly."""
+    from nasforge.methods.bignas import supernet_config_from_dict
+
+    raw = {**TINY, "space": {"name": "menas-ws", "kwargs": {"base_channels": [8, 16], "downsample": [True, True],
+                                                             "kernels": [3, 5]}}}
+    config = supernet_config_from_dict(raw)
+    assert config.resolved()["transition_skip"] is False
+    assert build_supernet_space(config).name == "menas-ws"
+    with pytest.raises(Exception, match="transition_skip: got True"):
+        supernet_config_from_dict({**raw, "transition_skip": True})
+    path = tmp_path / "ws.yaml"
+    path.write_text(yaml.safe_dump({**raw, "epochs": 0.2}))
+    code, out, err = run(capsys, "supernet", "train", str(path), "--out", str(tmp_path / "run"), "--no-progress",
+                         "--format", "json")
+    assert code == 0, err
+    code, out, err = run(capsys, "supernet", "eval", str(tmp_path / "run"), "--arch", "largest", "--format", "json")
+    assert code == 0 and json.loads(out)["params"] > 0, err

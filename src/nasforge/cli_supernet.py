@@ -38,7 +38,8 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-batches", type=int_at_least(1, "--calib-batches"),
                    help="eval: BN-calibration batches (default: the config's calib_batches)")
     p.add_argument("--split", choices=["val", "test"], help="eval: split scored (default: test when there is one)")
-    p.add_argument("--device", default="cpu", help="eval/select: cpu | cuda | cuda:N | auto (default cpu)")
+    p.add_argument("--device", help="eval/select: cpu | cuda | cuda:N | auto (default cpu); train: use "
+                   "--set device=...")
     p.add_argument("--budgets", help="select: comma-separated budgets, one member each: a fraction of the largest "
                    "child's FLOPs (0.25) or COST:MAX (flops:2e8, params:1e6)")
     p.add_argument("--n-fine", type=int_at_least(0, "--n-fine"), default=20,
@@ -56,6 +57,8 @@ def _train(args: argparse.Namespace) -> int:
             raise InvalidValue("CONFIG", None, "a YAML config path (or --resume --out RUN_DIR)")
         path = str(Path(args.out) / CONFIG)
     config = load_supernet_config(path, overrides)
+    if args.resume and not (args.out or config.out):
+        raise InvalidValue("--resume", True, "with --out RUN_DIR (the folder of the supernet to continue)")
     out = args.out or config.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = run_supernet(config, out, resume=args.resume)
     from .supernet.distributed import env_ranks
@@ -135,7 +138,9 @@ def cmd_supernet(args: argparse.Namespace) -> int:
     """
     wrong = [n for action, names in _ACTION_ONLY.items() if action != args.action for n in names]
     if args.action == "train":
-        wrong.append("split")
+        wrong += ["split", "device"]
+    elif args.device is None:
+        args.device = "cpu"
     for name in wrong:
         if getattr(args, name) not in (None, False, []):
             flag = "--set" if name == "overrides" else "--" + name.replace("_", "-")

@@ -38,6 +38,13 @@ class Registry(Generic[T]):
         _load_builtins()
         return sorted(self._factories)
 
+    def factory(self, name: str) -> Callable[..., T]:
+        """The registered class / factory ``name`` (its signature tells which constructor arguments it takes)."""
+        _load_builtins()
+        if name not in self._factories:
+            raise UnknownName(self.kind, name, self.names())
+        return self._factories[name]
+
     def create(self, name: str, **kwargs: Any) -> T:
         _load_builtins()
         if name not in self._factories:

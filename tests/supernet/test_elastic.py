@@ -316,7 +316,10 @@ def test_zero_init_last_bn_exactly_on_residual_blocks() -> None:
     for space, all_residual in cases:
         net = Supernet(space, SHAPE, CLASSES)
         spec = space.spec(space.largest(), SHAPE, CLASSES)
-        residual = [b.has_skip or b.has_transition for b in spec.blocks]
+        positions = space.block_positions(space.largest())
+        # residual in every child: with transition skips all blocks; without, the later layers of a stage (a
+        # first layer is an identity block only in the children where its input and output widths agree)
+        residual = [b.transition_skip or (j > 0 and b.has_skip) for b, (_, j) in zip(spec.blocks, positions)]
         assert all(residual) == all_residual and any(residual)
         for block, res in zip(net.blocks, residual):
             assert torch.equal(block.project.bn.weight, torch.zeros_like(block.project.bn.weight)) == res
@@ -324,6 +327,14 @@ def test_zero_init_last_bn_exactly_on_residual_blocks() -> None:
         assert zero == {f"blocks.{i}.project.bn.weight" for i, r in enumerate(residual) if r}
     other = Supernet(_tiny_bignas(), SHAPE, CLASSES, zero_init_last_bn=False)
     assert all(p.all() for n, p in other.named_parameters() if n.endswith("bn.weight"))
+    # regression: without transition skips, a child whose stage-1 first layer changes width (8 -> 16, no skip)
+    # must still see its input at initialisation
+    space = _tiny_bignas(transition_skip=False)
+    net = Supernet(space, SHAPE, CLASSES).eval()
+    child = space.make({**space.largest().to_dict(), "stem.width": 8})
+    x1, x2 = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(0)).split(1)
+    with net.activate(child):
+        assert not torch.allclose(net(x1), net(x2))
 
 
 def test_generator_init_is_reproducible_and_leaves_global_rng_alone(tiny: BigNASSpace) -> None:

@@ -28,6 +28,7 @@ at a time holds the folder (``flock``); under torchrun only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
@@ -129,6 +130,9 @@ class SupernetConfig(BaseModel):
         if "transition_skip" in self.space.kwargs:
             raise InvalidValue("space.kwargs.transition_skip", self.space.kwargs["transition_skip"],
                                "no value here; set the top-level transition_skip switch")
+        if self.transition_skip and not _has_transition_skips(self.space.name):
+            raise InvalidValue("transition_skip", True, f"false or unset for space {self.space.name!r} (only the "
+                               "bignas space has stage-transition skip connections)")
         r = self.resolved()
         if r["inplace_distillation"] and not r["sandwich"]:
             raise InvalidValue("inplace_distillation", True, "false when sandwich is false (the teacher is the "
@@ -142,11 +146,20 @@ class SupernetConfig(BaseModel):
         for key, value in METHOD_DEFAULTS[self.method].items():
             if data.get(key) is None:
                 data[key] = value
+        if data.get("transition_skip") and not _has_transition_skips(self.space.name):
+            data["transition_skip"] = False  # the preset does not apply: the space has no such skips
         return data
 
     def value(self, key: str) -> Any:
         """One resolved field (e.g. ``config.value("sandwich")``)."""
         return self.resolved()[key]
+
+
+def _has_transition_skips(space: str) -> bool:
+    """Whether the registered space ``space`` takes the ``transition_skip`` switch (BigNAS Sec. 3.1)."""
+    from ..registry import SPACES
+
+    return "transition_skip" in inspect.signature(SPACES.factory(space)).parameters
 
 
 # ================================================================================================ loading
@@ -203,7 +216,9 @@ def build_supernet_space(config: SupernetConfig) -> "SearchSpace":
     may be given as YAML stage mappings (``{widths: [...], depths: [...], kernels, expands, stride}``)."""
     from ..registry import get_space
 
-    kwargs = {**config.space.kwargs, "transition_skip": config.value("transition_skip")}
+    kwargs = dict(config.space.kwargs)
+    if _has_transition_skips(config.space.name):
+        kwargs["transition_skip"] = config.value("transition_skip")
     try:
         return get_space(config.space.name, **kwargs)
     except TypeError as exc:

@@ -160,10 +160,11 @@ class ElasticMBConvSupernet(nn.Module):
         if generator is not None:
             self.to_empty(device=generator.device)
             _init_weights(self, generator)
-        if zero_init_last_bn:
+        if zero_init_last_bn:  # only blocks that are residual in EVERY child: a zero gamma without a skip would
+            # silence the child's input (a stage's first layer is an identity block in some children only)
             with torch.no_grad():
-                for block, b in zip(self.blocks, spec.blocks):
-                    if b.has_skip or b.has_transition:
+                for block, b, (_, j) in zip(self.blocks, spec.blocks, positions):
+                    if b.transition_skip or (j > 0 and b.has_skip):
                         block.project.bn.weight.zero_()
         self._plans: OrderedDict[str, _Plan] = OrderedDict()
         self._active: _Plan | None = None
@@ -333,7 +334,10 @@ class ElasticMBConvSupernet(nn.Module):
     def extract(self, arch: Architecture) -> nn.Module:
         """A standalone ``space.build(arch, input_shape, num_classes)`` holding copies of the child's weights and
         BatchNorm statistics (the BigNAS deploy path, Sec. 3: "directly slice" a child, no retraining), on the
-        supernet's device and dtype, in the supernet's training mode."""
+        supernet's device and dtype, in the supernet's training mode. After BigNAS / SPOS training the supernet's
+        BN statistics are not the child's: calibrate first (``calibrate_bn`` inside :meth:`activate`, or on the
+        extracted module), as ``nasforge supernet eval`` and ``export_member`` do (Sec. 3.1 "Batch Norm
+        Calibration")."""
         plan = self._plan(arch)
         child = self._template(plan.arch)
         child.load_state_dict(self._child_state(plan, child.state_dict()), assign=True)  # the copies, as they are

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from ..arch import Architecture
 from ..cost import AnalyticCost, MeasuredLatency
 from ..device import resolve_device
-from ..errors import DataError, InvalidValue
+from ..errors import DataError, InvalidValue, ParseError
 from ..registry import get_space
 from ..spaces.base import InputShape, SearchSpace
 from ..spaces.bignas import BigNASSpace
@@ -483,7 +483,10 @@ def export_member_from_run(run_dir: str | Path, arch: str | Architecture, out_di
     config, space, _, net, calib = _open_run(run_dir, device)
     family = Path(run_dir) / "family.json"
     if isinstance(arch, str) and family.is_file():  # a member name of `nasforge supernet select` (S, M, L...)
-        members = {m["name"]: m["arch"] for m in json.loads(family.read_text()).get("members", [])}
+        try:
+            members = {m["name"]: m["arch"] for m in json.loads(family.read_text()).get("members", [])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ParseError("family.json", str(family), "the file written by nasforge supernet select") from None
         arch = members.get(arch.strip(), arch)
     child = _parse(space, arch)
     res = export_member(net, child, out_dir, space=space, calib_batches=calib, calib_steps=len(calib), onnx=onnx,
@@ -500,7 +503,8 @@ def family_from_run(run_dir: str | Path, budgets: Sequence[Any], *, n_fine: int 
     config, space, splits, net, calib = _open_run(run_dir, device)
     select = splits.loader(select_split, config.eval_batch_size, device=resolve_device(device), train=False)
     fam = coarse_to_fine(net, space, (calib, select), budgets, seed=config.seed if seed is None else seed,
-                         n_fine=n_fine, calib_steps=len(calib), device=device, max_batches=config.eval_batches,
+                         n_fine=n_fine, calib_steps=len(calib), batch_size=config.eval_batch_size, device=device,
+                         max_batches=config.eval_batches,
                          grid=grid, progress=progress)
     fam.info["select_split"] = select_split
     fam.save(Path(run_dir) / "family.json")
