@@ -33,9 +33,13 @@ def main(out: Path) -> None:
                          dist=ctx, checkpoint_path=out / "supernet.pt", calib_batches=1, eval_batches=1,
                          eval_batch_size=20)
     start = {k: v.clone() for k, v in net.state_dict().items()}
+    seen: list[torch.Tensor] = []  # the training inputs this rank's supernet saw (first child of each step)
+    hook = net.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()) if m.training else None)
     tr.fit()
+    hook.remove()
     torch.save({"rank": ctx.rank, "world": ctx.world_size, "before": before, "start": start,
-                "final": net.state_dict(), "history": tr.history}, out / f"rank{ctx.rank}.pt")
+                "final": net.state_dict(), "history": tr.history,
+                "inputs": torch.stack(seen[:4])}, out / f"rank{ctx.rank}.pt")
     shutdown_distributed(ctx)
 
 

@@ -45,6 +45,9 @@ def test_two_gloo_ranks_train_identical_replicas(tmp_path):
     assert all(torch.equal(r0["final"][k], r1["final"][k]) for k in keys)
     moved = [k for k in keys if k.endswith("weight") and not torch.equal(r0["final"][k], r0["start"][k])]
     assert len(moved) > 10
+    # each rank saw its own half of every global batch (16 -> 8 images), never the other rank's images
+    assert r0["inputs"].shape[1] == 8 and r1["inputs"].shape[1] == 8
+    assert not torch.equal(r0["inputs"], r1["inputs"])
     # only rank 0 evaluates; both ranks log the same rank-averaged losses
     assert r0["history"][0]["loss"] == r1["history"][0]["loss"]
     assert "acc_largest" in r0["history"][0] and "acc_largest" not in r1["history"][0]
