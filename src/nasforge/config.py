@@ -22,13 +22,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Mapping, Optional, Sequence, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .arch import Architecture
 from .errors import DataError, InvalidValue, NasforgeError, ParseError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 if TYPE_CHECKING:
     from .execute.base import Executor
@@ -354,17 +356,23 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
-def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> SearchConfig:
-    """A validated :class:`SearchConfig` from a mapping plus ``--set`` overrides (one-line errors)."""
+def validated(model: type[ModelT], raw: Mapping[str, Any], overrides: Sequence[str] = (),
+              root: type[BaseModel] | None = None) -> ModelT:
+    """``model`` (a pydantic config class) from a mapping plus ``--set`` overrides, with one-line errors."""
     if not isinstance(raw, Mapping):
         raise InvalidValue("config", type(raw).__name__, "a mapping of config fields (YAML key: value pairs)")
     data = apply_overrides(raw, overrides)
     try:
-        return SearchConfig(**data)
+        return model(**data)
     except ValidationError as exc:
-        raise validation_error(exc) from None
+        raise validation_error(exc, root=root) from None
     except TypeError as exc:  # non-string keys
         raise InvalidValue("config", str(exc), "string keys") from None
+
+
+def config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> SearchConfig:
+    """A validated :class:`SearchConfig` from a mapping plus ``--set`` overrides (one-line errors)."""
+    return validated(SearchConfig, raw, overrides)
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:

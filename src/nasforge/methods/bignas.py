@@ -33,9 +33,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..config import SpaceConfig, apply_overrides, dump_config, read_yaml, validation_error
+from ..config import SpaceConfig, dump_config, read_yaml, validated
 from ..errors import InvalidValue
 from ..io import atomic_write_text, load_checkpoint, lock_folder, write_json
 
@@ -165,15 +165,7 @@ def _has_transition_skips(space: str) -> bool:
 # ================================================================================================ loading
 def supernet_config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> SupernetConfig:
     """A validated :class:`SupernetConfig` from a mapping plus ``--set key=value`` overrides (one-line errors)."""
-    if not isinstance(raw, Mapping):
-        raise InvalidValue("config", type(raw).__name__, "a mapping of config fields (YAML key: value pairs)")
-    data = apply_overrides(raw, overrides)
-    try:
-        return SupernetConfig(**data)
-    except ValidationError as exc:
-        raise validation_error(exc, root=SupernetConfig) from None
-    except TypeError as exc:  # non-string keys
-        raise InvalidValue("config", str(exc), "string keys") from None
+    return validated(SupernetConfig, raw, overrides, root=SupernetConfig)
 
 
 def load_supernet_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SupernetConfig:
