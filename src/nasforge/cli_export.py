@@ -59,9 +59,9 @@ def _checkpoint_path(trial: Any, run_dir: Path) -> Path:
     if trial.checkpoint is None:
         raise InvalidValue(f"trial {trial.id} checkpoint", None,
                            "a trial trained with checkpoints (evaluator kind 'train' with checkpoints: true)")
-    path = Path(trial.checkpoint)
-    moved = run_dir / "trials" / f"{trial.id:05d}" / path.name
-    return moved if not path.is_file() and moved.is_file() else path
+    from .study import trial_checkpoint
+
+    return trial_checkpoint(trial, run_dir)
 
 
 def _state_dict(path: Path, sha256: str | None) -> Mapping[str, Any]:

@@ -30,7 +30,6 @@ import concurrent.futures as cf
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
     from .spaces.base import SearchSpace
     from .strategies.base import Strategy
 
-__all__ = ["Study", "StudyCallback", "ProgressBar", "LogCallback", "trial_seed", "build_study", "run_search",
+__all__ = ["Study", "StudyCallback", "ProgressBar", "LogCallback", "trial_seed", "trial_checkpoint", "build_study", "run_search",
            "run_quickstart", "QUICKSTART", "STORE_NAME"]
 
 log = logging.getLogger("nasforge.study")
@@ -58,6 +57,17 @@ _STRATEGY_KEY, _STUDY_KEY, _CONFIG_KEY = "strategy_state", "study_state", "confi
 def trial_seed(study_seed: int, index: int) -> int:
     """Seed of the ``index``-th asked candidate: first word of ``SeedSequence(study_seed, spawn_key=(index,))``."""
     return int(np.random.SeedSequence(study_seed, spawn_key=(index,)).generate_state(1)[0])
+
+
+def trial_checkpoint(trial: Trial, run_dir: str | Path | None) -> Path:
+    """The trial's recorded checkpoint path or, when the run folder was moved or copied since (the recorded path
+    is absolute and gone), the same file under ``run_dir/trials/NNNNN/``."""
+    path = Path(str(trial.checkpoint))
+    if run_dir is not None and not path.is_file():
+        moved = Path(run_dir) / "trials" / f"{trial.id:05d}" / path.name
+        if moved.is_file():
+            return moved
+    return path
 
 
 class StudyCallback:
@@ -336,7 +346,7 @@ class Study:
             parent = self.store.get(trial.parents[0])
             ctx["parent_arch"] = parent.arch
             if parent.checkpoint:
-                ctx["parent_checkpoint"] = self._checkpoint_path(parent)
+                ctx["parent_checkpoint"] = str(trial_checkpoint(parent, self.run_dir))
                 ctx["parent_checkpoint_sha256"] = parent.checkpoint_sha256
         return ctx
 
@@ -344,16 +354,6 @@ class Study:
         """True while the strategy has nothing to ask yet (a generational strategy waiting for its generation to
         finish) or has finished its schedule; interrupted trials to redo are always available."""
         return not self._requeue and not self.strategy.can_ask()
-
-    def _checkpoint_path(self, trial: Trial) -> str:
-        """The trial's recorded checkpoint path or, when the run folder was moved or copied since (the recorded
-        path is absolute and gone), the same file under this run folder's ``trials/NNNNN/``."""
-        path = str(trial.checkpoint)
-        if self.run_dir is not None and not os.path.exists(path):
-            moved = self.run_dir / "trials" / f"{trial.id:05d}" / Path(path).name
-            if moved.is_file():
-                return str(moved)
-        return path
 
     def _launch(self) -> None:
         cand, seed = self._next()

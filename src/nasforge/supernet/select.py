@@ -469,10 +469,9 @@ def _open_run(run_dir: str | Path, device: str) -> tuple[Any, BigNASSpace, "Data
 
 
 def _parse(space: SearchSpace, text: str | Architecture) -> Architecture:
-    if isinstance(text, Architecture):
-        return space.validate(text)
-    text = text.strip()
-    return space.validate(Architecture.from_json(text, validate=False)) if text.startswith("{") else space.parse(text)
+    from ..methods.bignas import parse_child
+
+    return space.validate(text) if isinstance(text, Architecture) else parse_child(space, text)
 
 
 def export_member_from_run(run_dir: str | Path, arch: str | Architecture, out_dir: str | Path, *,
