@@ -112,6 +112,10 @@ class TrainEvaluator(Evaluator):
     ``"cuda"``...; ``context["device"]`` overrides it per trial. ``split``: the split scored (``"val"``).
     ``checkpoints``: save the trained state when the study gives a ``context["trial_dir"]``.
     ``threads``: torch intra-op threads during an evaluation (``None``: leave as is).
+
+    Known limitation: the score uses the BatchNorm running statistics that training left (momentum 0.1). After
+    only a few dozen steps they lag the weights and a network can score at chance although its weights are fine
+    (docs/benchmarks.md, MENAS); re-calibrating BN before scoring is not implemented yet.
     """
 
     def __init__(self, space: "SearchSpace", data: "DataConfig | Mapping[str, Any] | DataSplits | None" = None, *,

@@ -149,7 +149,11 @@ def soft_cross_entropy(logits: Tensor, soft_targets: Tensor) -> Tensor:
 
 
 def l2_penalty(params: Sequence[Tensor], weight_decay: float) -> Tensor:
-    """``weight_decay / 2 * sum ||p||^2``: its gradient is the ``weight_decay * p`` of coupled weight decay."""
+    """``weight_decay / 2 * sum ||p||^2``: its gradient is the ``weight_decay * p`` of coupled weight decay.
+
+    Simplification: the trainer passes every >= 2-D supernet weight, so the largest child's penalty also covers
+    transition 1x1 convs only narrower children use, and with ``regularize_largest_only=False`` each child is
+    penalised over the whole supernet rather than its own slice."""
     return 0.5 * weight_decay * torch.stack([p.pow(2).sum() for p in params]).sum()
 
 
@@ -320,7 +324,9 @@ class SupernetTrainer:
 
     # ------------------------------------------------------------------------------------------------ data
     def _loader(self, epoch: int) -> Any:
-        """The global batches of ``epoch`` (same on every rank; full batches only), seeded per epoch."""
+        """The global batches of ``epoch`` (same on every rank; full batches only), seeded per epoch. Every rank
+        builds and augments the whole global batch and keeps its shard (simple and exactly resumable; wasteful
+        at large batch sizes: sharding the indices first is left to do)."""
         gen = torch.Generator().manual_seed(derived_seed(self.seed, 1, epoch))
         return self.splits.loader("train", self.config.batch_size, device=self.device, generator=gen,
                                   drop_last=True)
