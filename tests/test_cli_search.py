@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-import nasforge.cli_search  # noqa: F401  (registers the commands; the lead's cli imports it too)
 from nasforge.cli import main
 from nasforge.store import SQLiteStore
 from nasforge.trial import TrialState

@@ -1,4 +1,4 @@
-"""``nasforge supernet train / eval`` end to end on the embedded Fashion-MNIST subset (nasforge.cli_supernet)."""
+"""``nasforge supernet train / eval`` end to end on the embedded Fashion-MNIST subset (nasforge.cli.supernet)."""
 from __future__ import annotations
 
 import json

@@ -187,14 +187,9 @@ def test_cli_on_folders_that_are_not_search_runs(tmp_path, capsys) -> None:
     (tmp_path / "supernet.pt").write_bytes(b"")
     assert main(["export", str(tmp_path)]) == 2
     assert "--arch: got None" in capsys.readouterr().err
-    try:
-        import nasforge.supernet.select as select  # noqa: F401  (a colleague's module, once it exists)
-        has_hook = hasattr(select, "export_member_from_run")
-    except ImportError:
-        has_hook = False
-    if not has_hook:
-        assert main(["export", str(tmp_path), "--arch", "x"]) == 2
-        assert "export_member_from_run" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--arch", "x"]) == 2  # a supernet file but no config.yaml
+    err = capsys.readouterr().err
+    assert "RUN_DIR: got" in err and "config.yaml" in err and "\n" not in err.strip()
 
 
 @pytest.mark.slow

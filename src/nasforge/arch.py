@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Union
 
 from .errors import InvalidArchitecture, ParseError
+from .registry import get_space, list_spaces
 
 Gene = Union[int, float, bool, str]
 
@@ -116,8 +117,6 @@ class Architecture:
             raise ParseError("architecture JSON", str(text), "'genes' to be an object")
         arch = cls(space, genes)
         if validate:
-            from .registry import get_space
-
             return get_space(space).make(arch.to_dict())
         return arch
 
@@ -126,8 +125,6 @@ class Architecture:
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:16]
 
     def __str__(self) -> str:
-        from .registry import get_space
-
         try:
             return get_space(self.space).format(self)
         except Exception:  # an unregistered space still prints something useful
@@ -143,8 +140,6 @@ def parse(text: str, space: str | None = None) -> Architecture:
     ``space`` names the search space; it may be omitted for JSON (which carries it) or when ``text`` is prefixed
     with ``SPACE:`` (e.g. ``nb201:|nor_conv_3x3~0|+...``).
     """
-    from .registry import get_space, list_spaces
-
     if not isinstance(text, str):
         raise ParseError("architecture", repr(text), "a string (compact form or JSON)")
     text = text.strip()

@@ -39,8 +39,8 @@ from .arch import Architecture
 from .cost.counted import eval_mode, on_device, run_checked
 from .errors import DataError, InvalidArchitecture, InvalidValue
 from .io import load_checkpoint, save_checkpoint, sha256_file, write_json
-from .prune.inherit import check_state_matches, empty_network
 from .registry import get_space
+from .spaces.state import check_state_matches, empty_network
 
 
 def _plain(value: Any) -> Any:

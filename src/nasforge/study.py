@@ -35,14 +35,30 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
+from .config import (
+    SearchConfig,
+    build_evaluator,
+    build_executor,
+    build_space,
+    build_strategy,
+    config_from_dict,
+    dump_config,
+    load_config,
+    resolved_budget,
+)
+from .device import resolve_device
 from .errors import InvalidValue
+from .execute import LocalExecutor
 from .execute.base import Executor, TrialOutcome, evaluate_trial
 from .io import atomic_write_text, load_checkpoint, lock_folder, write_json
-from .store import INTERRUPTED, MemoryStore, SQLiteStore, TrialStore
-from .trial import Candidate, Result, Trial, TrialState
+from .pareto import pareto_indices
+from .report import write_report
+from .report.progress import LogCallback, ProgressBar, StudyCallback
+from .store import MemoryStore, SQLiteStore, TrialStore
+from .store.base import dumps
+from .trial import INTERRUPTED, Candidate, Result, Trial, TrialState
 
 if TYPE_CHECKING:
-    from .config import SearchConfig
     from .spaces.base import SearchSpace
     from .strategies.base import Strategy
 
@@ -70,62 +86,6 @@ def trial_checkpoint(trial: Trial, run_dir: str | Path | None) -> Path:
     return path
 
 
-class StudyCallback:
-    """Hooks called by :meth:`Study.run`; override what you need (minGPT-style)."""
-
-    def on_study_start(self, study: "Study") -> None: ...
-
-    def on_trial_start(self, study: "Study", trial: Trial) -> None: ...
-
-    def on_trial_end(self, study: "Study", trial: Trial) -> None: ...
-
-    def on_study_end(self, study: "Study") -> None: ...
-
-
-class ProgressBar(StudyCallback):
-    """A tqdm bar over the budget with the best metric so far and the number of failed trials."""
-
-    def __init__(self, **tqdm_kwargs: Any) -> None:
-        self.kwargs, self.bar = tqdm_kwargs, None
-
-    def on_study_start(self, study: "Study") -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=study.budget, initial=study.n_finished, desc="search", unit="trial",
-                        dynamic_ncols=True, **self.kwargs)
-        self._update(study)
-
-    def _update(self, study: "Study") -> None:
-        best = study.best_value()
-        if self.bar is not None:
-            self.bar.set_postfix({f"best {study.metric}": "-" if best is None else f"{best:.4g}",
-                                  "failed": study.n_failed}, refresh=False)
-
-    def on_trial_end(self, study: "Study", trial: Trial) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            self._update(study)
-
-    def on_study_end(self, study: "Study") -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class LogCallback(StudyCallback):
-    """One ``logging`` line per finished trial (logger ``nasforge.study``)."""
-
-    def __init__(self, logger: logging.Logger | None = None, level: int = logging.INFO) -> None:
-        self.logger, self.level = logger or log, level
-
-    def on_trial_end(self, study: "Study", trial: Trial) -> None:
-        if trial.state is TrialState.COMPLETE:
-            self.logger.log(self.level, "trial %d complete: %s=%s best=%s  %s", trial.id, study.metric,
-                            trial.metric(study.metric), study.best_value(), trial.arch)
-        else:
-            self.logger.log(self.level, "trial %d failed: %s  %s", trial.id, trial.error, trial.arch)
-
-
 def _is_finished(t: Trial) -> bool:
     """Whether a trial counts against the budget: complete, or failed for a reason other than an interruption."""
     return t.state is TrialState.COMPLETE or (t.state is TrialState.FAILED and t.error != INTERRUPTED)
@@ -137,8 +97,6 @@ def _finished(trials: Iterable[Trial]) -> list[Trial]:
 
 def _jsonable_result(result: Result) -> str | None:
     """``None`` when the store can hold ``result`` as JSON, else why not (checked before the strategy is told)."""
-    from .store.base import dumps
-
     try:
         for group in ("metrics", "costs", "artifacts", "info"):
             dumps(getattr(result, group), f"result {group}")
@@ -185,8 +143,6 @@ class Study:
             store = SQLiteStore(self.run_dir / STORE_NAME) if self.run_dir is not None else MemoryStore()
         self.store = store
         if executor is None:
-            from .execute import LocalExecutor
-
             executor = LocalExecutor()
         self.executor = executor
         self.budget, self.metric, self.mode, self.seed = budget, metric, mode, seed
@@ -315,8 +271,6 @@ class Study:
     def _write_config(self) -> None:
         if self.config is None:
             return
-        from .config import dump_config
-
         data = self.config.model_dump(mode="json") if hasattr(self.config, "model_dump") else dict(self.config)
         self.store.set_meta(_CONFIG_KEY, data)
         if self.run_dir is not None:
@@ -455,8 +409,6 @@ class Study:
     def cost_fronts(self, costs: Sequence[str] = ("flops", "params")) -> dict[str, list[dict[str, Any]]]:
         """Per cost, the complete trials not dominated in (metric, cost): better metric with lower cost; sorted by
         cost. Costs that no trial reports are left out (e.g. a tabular run without FLOPs)."""
-        from .report.plots import pareto_indices
-
         done = [t for t in self.store.trials(TrialState.COMPLETE) if t.result is not None
                 and self._value(t) is not None and not math.isnan(self._value(t))]
         fronts: dict[str, list[dict[str, Any]]] = {}
@@ -501,8 +453,6 @@ class Study:
         if callable(extra):
             paths.update(extra(self))
         if self.report:
-            from .report import write_report
-
             paths.update(write_report(self.run_dir, self.store, metric=self.metric, mode=self.mode,
                                       pareto=pareto, title=getattr(self.config, "name", None) or "nasforge search"))
         return paths
@@ -515,8 +465,6 @@ class Study:
 
         ``overrides`` (``["budget=200"]``) change the stored config, e.g. to extend the budget.
         """
-        from .config import config_from_dict, load_config
-
         for item in overrides:
             key = item.partition("=")[0].strip()
             if key.split(".")[0] not in RESUME_OVERRIDABLE:
@@ -541,21 +489,17 @@ RESUME_OVERRIDABLE = ("budget", "executor", "progress", "report", "device")
 
 
 # ==================================================================================================== builders
-def build_study(config: "SearchConfig", run_dir: str | Path | None = None, *, executor: Executor | None = None,
+def build_study(config: SearchConfig, run_dir: str | Path | None = None, *, executor: Executor | None = None,
                 callbacks: Sequence[StudyCallback] | None = None, resume: bool = False) -> Study:
     """A :class:`Study` from a :class:`~nasforge.config.SearchConfig` (space, strategy, evaluator, executor).
 
     ``run_dir`` defaults to ``config.out``. Without ``resume`` the run folder must not already hold a study.
     The config stored in the run folder is the *resolved* one: the strategy's full hyper-parameters, the budget.
     """
-    from .config import build_evaluator, build_executor, build_space, build_strategy, resolved_budget
-
     run_dir = Path(run_dir) if run_dir is not None else (Path(config.out) if config.out else None)
     if run_dir is not None and not resume and (run_dir / STORE_NAME).exists():
         raise InvalidValue("out", str(run_dir), "a new run folder (this one holds a study; resume it with --resume)")
     if config.device is not None:
-        from .device import resolve_device
-
         resolve_device(config.device)  # an unknown or absent device fails now, not in every trial
     space = build_space(config)
     evaluator = build_evaluator(config, space)
@@ -573,7 +517,7 @@ def build_study(config: "SearchConfig", run_dir: str | Path | None = None, *, ex
                  config=resolved, device=config.device, report=config.report)
 
 
-def run_search(config: "SearchConfig", run_dir: str | Path | None = None, **kwargs: Any) -> Study:
+def run_search(config: SearchConfig, run_dir: str | Path | None = None, **kwargs: Any) -> Study:
     """Build and run a study. The store stays open for inspection (``study.close()``) unless the run fails."""
     study = build_study(config, run_dir, **kwargs)
     try:
@@ -604,8 +548,6 @@ QUICKSTART: dict[str, Any] = {
 
 def run_quickstart(out_dir: str | Path, *, overrides: Sequence[str] = (), progress: bool = True) -> Study:
     """Run the quickstart search (:data:`QUICKSTART`) into ``out_dir``; returns the finished :class:`Study`."""
-    from .config import config_from_dict
-
     config = config_from_dict(QUICKSTART, [*overrides, f"progress={str(progress).lower()}"])
     return run_search(config, out_dir)
 

@@ -14,7 +14,10 @@ from typing import Any
 
 from .arch import Architecture
 
-__all__ = ["Candidate", "Result", "Trial", "TrialState"]
+__all__ = ["Candidate", "Result", "Trial", "TrialState", "INTERRUPTED"]
+
+#: error message given to trials found running after a crash (they are evaluated again on resume)
+INTERRUPTED = "interrupted"
 
 
 class TrialState(str, enum.Enum):

@@ -1,4 +1,4 @@
-"""nasforge.cost.analytic: FLOPs and params from a NetworkSpec equal FlopCounterMode and the parameter count."""
+"""nasforge.nn.analytic: FLOPs and params from a NetworkSpec equal FlopCounterMode and the parameter count."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasforge.cost.analytic import conv_out, spec_costs, spec_flops, spec_params
+from nasforge.nn.analytic import conv_out, spec_costs, spec_flops, spec_params
 from nasforge.errors import InvalidValue
 from nasforge.nn.mbconv import build_network
 from nasforge.nn.spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasforge.cost.analytic import spec_flops, spec_params
+from nasforge.nn.analytic import spec_flops, spec_params
 from nasforge.errors import InvalidValue
 from nasforge.nn.layers import ConvBNAct, SqueezeExcite, make_activation, make_gate
 from nasforge.nn.mbconv import InvertedResidual, MBConvNet, TransitionShortcut, build_network

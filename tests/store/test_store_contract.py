@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import threading
 from pathlib import Path
@@ -13,9 +14,10 @@ from nasforge.arch import Architecture
 from nasforge.errors import InvalidValue
 from nasforge.io import save_checkpoint, sha256_file
 from nasforge.store import INTERRUPTED, MemoryStore, SQLiteStore, TrialStateError, TrialStore, open_store
+from nasforge.registry import STORES
 from nasforge.trial import Candidate, Result, TrialState
 
-KINDS = ("memory", "sqlite")
+KINDS = tuple(STORES.names())  # every registered store runs the whole suite
 
 
 def _arch(i: int) -> Architecture:
@@ -23,7 +25,9 @@ def _arch(i: int) -> Architecture:
 
 
 def _open(kind: str, tmp_path: Path) -> TrialStore:
-    return MemoryStore() if kind == "memory" else SQLiteStore(tmp_path / "run" / "trials.db")
+    """A new store of ``kind``; file-backed stores get a path in the test's folder."""
+    takes_path = "path" in inspect.signature(STORES.factory(kind)).parameters
+    return STORES.create(kind, **({"path": tmp_path / "run" / "trials.db"} if takes_path else {}))
 
 
 @pytest.fixture(params=KINDS)

@@ -13,18 +13,19 @@ A cost model never mutates anything shared: not the space, not the architecture,
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 from ..arch import Architecture
 from ..errors import InvalidValue, UnknownName
 from ..registry import get_space
+from ..spaces.base import SearchSpace
 from .counted import count_flops, count_params
 from .latency import BACKENDS, LatencyResult, measure_latency
 
 if TYPE_CHECKING:
     from ..spaces.base import InputShape, SearchSpace
 
-__all__ = ["CostModel", "AnalyticCost", "MeasuredLatency", "costs", "count_flops", "count_params",
+__all__ = ["CostModel", "AnalyticCost", "MeasuredLatency", "CostFunction", "costs", "count_flops", "count_params",
            "measure_latency", "LatencyResult"]
 
 
@@ -37,8 +38,6 @@ class CostModel(Protocol):
 
 
 def _space(space: "SearchSpace | str") -> "SearchSpace":
-    from ..spaces.base import SearchSpace
-
     if isinstance(space, str):
         return get_space(space)
     if not isinstance(space, SearchSpace):
@@ -105,3 +104,29 @@ def costs(space: "SearchSpace | str", arch: Architecture, input_shape: "InputSha
     if latency:
         out.update(MeasuredLatency(space, input_shape, num_classes, **latency_kwargs).cost(arch))
     return out
+
+
+class CostFunction:
+    """``arch -> {cost: value}`` for strategy constraints and cost objectives (picklable).
+
+    Analytic ``params`` / ``flops`` from the space (:class:`AnalyticCost`), plus the costs ``lookup(arch)`` knows
+    (e.g. a tabular evaluator's ``latency_ms`` from a latency table; ``None`` for an architecture it does not
+    hold), plus, when ``latency`` is set and nothing else provides it, a measured ``latency_ms``
+    (:class:`MeasuredLatency`).
+    """
+
+    def __init__(self, space: "SearchSpace", input_shape: "InputShape | None", num_classes: int | None,
+                 lookup: Callable[[Architecture], Mapping[str, float] | None] | None = None,
+                 latency: bool = False) -> None:
+        self.analytic = AnalyticCost(space, input_shape, num_classes)
+        self.lookup = lookup
+        self.latency = MeasuredLatency(space, input_shape, num_classes) if latency else None
+
+    def __call__(self, arch: Architecture) -> dict[str, float]:
+        out: dict[str, float] = dict(self.analytic.cost(arch))
+        known = self.lookup(arch) if self.lookup is not None else None
+        if known:
+            out.update(known)
+        if self.latency is not None and "latency_ms" not in out:
+            out.update(self.latency.cost(arch))
+        return out

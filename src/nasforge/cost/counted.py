@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import InvalidValue
 from ..device import resolve_device
+from ..errors import InvalidValue
 
 __all__ = ["count_flops", "count_params", "resolve_device", "check_shape", "eval_mode", "on_device",
            "make_input", "run_checked"]

@@ -30,9 +30,16 @@ import torch
 import torch.nn as nn
 from torch.utils.benchmark import Measurement, Timer
 
-from ..errors import InvalidValue, UnknownName
 from ..device import torch_threads
-from .counted import check_shape, eval_mode, make_input, on_device, resolve_device, run_checked
+from ..errors import InvalidValue, UnknownName
+from .counted import (
+    check_shape,
+    eval_mode,
+    make_input,
+    on_device,
+    resolve_device,
+    run_checked,
+)
 
 __all__ = ["BACKENDS", "LatencyResult", "measure_latency", "onnx_exporter"]
 

@@ -10,8 +10,16 @@
 from .augment import INTERPOLATIONS, BatchTransform, random_crop_flip, resize
 from .dataset import ArrayDataset, allocate, split_indices
 from .formats import FORMATS, Format, detect_format, get_format, read_idx, write_idx
-from .load import (FASHION_MNIST_CLASSES, SOURCES, DataConfig, DataSplits, embedded_path, list_formats, load_data,
-                   load_dataset)
+from .load import (
+                   FASHION_MNIST_CLASSES,
+                   SOURCES,
+                   DataConfig,
+                   DataSplits,
+                   embedded_path,
+                   list_formats,
+                   load_data,
+                   load_dataset,
+)
 from .loader import Batches, make_generator
 
 __all__ = [

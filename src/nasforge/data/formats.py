@@ -32,10 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
-from .dataset import check_same_shape
+from ..errors import DataError, UnknownName
 from ..io import atomic_write_bytes
-from .dataset import ArrayDataset
+from .dataset import ArrayDataset, check_same_shape
 from .imagefolder import detect_image_folder, read_image_folder, write_image_folder
 
 __all__ = ["Format", "FORMATS", "detect_format", "read_idx", "write_idx", "decode_idx", "encode_idx",
@@ -415,8 +414,6 @@ FORMATS: tuple[Format, ...] = (
 
 def get_format(name: str) -> Format:
     """The :class:`Format` called ``name``."""
-    from ..errors import UnknownName
-
     for f in FORMATS:
         if f.name == name:
             return f

@@ -26,7 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import DataError, InvalidValue
 from .augment import BatchTransform
 from .dataset import ArrayDataset, split_indices
-from .formats import FORMATS, Splits, detect_format, get_format, read_idx_folder
+from .formats import (
+    FORMATS,
+    Splits,
+    detect_format,
+    get_format,
+    read_idx_folder,
+    resize_dataset,
+)
 from .loader import Batches
 
 __all__ = ["DataConfig", "DataSplits", "load_data", "load_dataset", "SOURCES", "FASHION_MNIST_CLASSES",
@@ -138,7 +145,6 @@ def _digits(image_size: int | None) -> Splits:
     """scikit-learn's 8x8 digits (UCI; 1,797 images, pixel counts 0..16 scaled to 0..255)."""
     from sklearn.datasets import load_digits
 
-    from .formats import resize_dataset
 
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)

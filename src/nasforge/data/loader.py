@@ -10,8 +10,8 @@ from typing import Iterator
 
 import torch
 
-from ..errors import InvalidValue
 from ..device import resolve_device
+from ..errors import InvalidValue
 from .augment import BatchTransform
 from .dataset import ArrayDataset
 

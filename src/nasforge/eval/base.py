@@ -14,12 +14,31 @@ an evaluation may need from the study that is not part of the architecture; the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Mapping, Protocol, TypedDict, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ClassVar,
+    Mapping,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    runtime_checkable,
+)
+
+from pydantic import BaseModel
 
 from ..arch import Architecture
+from ..registry import EVALUATORS
+from ..schema import STRICT
 from ..trial import Result
 
-__all__ = ["EvalContext", "Evaluator", "SupportsEvaluate"]
+if TYPE_CHECKING:
+    from ..spaces.base import SearchSpace
+
+__all__ = ["EvalContext", "Evaluator", "SupportsEvaluate", "EvaluatorConfig", "register_evaluator"]
+
+C = TypeVar("C", bound=type)
 
 
 class EvalContext(TypedDict, total=False):
@@ -64,3 +83,44 @@ class Evaluator(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+class EvaluatorConfig(BaseModel):
+    """Base of every evaluator's config block (``evaluator:`` of a search config), registered by ``kind`` in
+    :data:`nasforge.registry.EVALUATORS` with :func:`register_evaluator`.
+
+    A subclass declares its fields (named as in its paper) and implements :meth:`build`; the class variables say
+    what the search around it must provide. The search config (:mod:`nasforge.config`) knows no evaluator by name:
+    it validates the block with the registered model and calls these hooks.
+    """
+
+    model_config = STRICT
+    kind: str
+
+    #: whether the evaluator reads the search's ``data`` block (default ``{source: embedded}`` when it does)
+    uses_data: ClassVar[bool] = False
+    #: whether the evaluator writes per-trial checkpoints that ``nasforge export`` can rebuild a network from
+    exportable: ClassVar[bool] = False
+
+    def build(self, space: "SearchSpace", *, data: Mapping[str, Any] | None, device: str,
+              input_shape: tuple[int, int, int] | None, num_classes: int | None) -> Evaluator:
+        """The evaluator for ``space`` with the search's data block, device and requested input / classes."""
+        raise NotImplementedError
+
+    def cost_classes(self) -> int | None:
+        """The number of classes the networks are costed for when the evaluator reads no data (``None``: the
+        space's default)."""
+        return None
+
+    def check_search(self, search: Any) -> None:
+        """Cross-field checks against the whole search config (raise :class:`~nasforge.errors.InvalidValue`)."""
+
+
+def register_evaluator(kind: str) -> Callable[[C], C]:
+    """Class decorator registering an :class:`EvaluatorConfig` subclass as evaluator ``kind``."""
+
+    def deco(cls: C) -> C:
+        EVALUATORS.register(kind)(cls)
+        return cls
+
+    return deco

@@ -42,23 +42,35 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional
 
 import numpy as np
 import torch.nn as nn
+from pydantic import Field, model_validator
 
 from ..arch import Architecture
+from ..data.loader import Batches
 from ..errors import InvalidValue
 from ..io import CheckpointError, load_checkpoint, sha256_file, write_json
-from .train_eval import TrainEvaluator, TrialRun
+from ..prune import (
+    CALIB_STEPS,
+    PROPOSALS,
+    check_state_matches,
+    explore_lottery_tickets,
+    inherit_weights,
+    inheritance_summary,
+)
+from ..train import TrainConfig, calibrate_bn
+from .base import register_evaluator
+from .train_eval import TrainEvaluator, TrainEvaluatorConfig, TrialRun
 
 if TYPE_CHECKING:
     from ..data import DataConfig, DataSplits
     from ..data.loader import Batches
     from ..spaces.base import SearchSpace
-    from ..train import TrainConfig, TrainResult
+    from ..train import TrainResult
 
-__all__ = ["MenasEvaluator", "INHERITANCE_NAME", "TRIAL_KINDS"]
+__all__ = ["MenasEvaluator", "MenasEvaluatorConfig", "INHERITANCE_NAME", "TRIAL_KINDS"]
 
 INHERITANCE_NAME = "inheritance.json"
 #: trial kinds the evaluator knows (MenasStrategy's Candidate.info["kind"])
@@ -95,9 +107,6 @@ class MenasEvaluator(TrainEvaluator):
                  weight_sharing: bool = True, train_config: "TrainConfig | None" = None, device: str = "auto",
                  eval_batch_size: int = 512, input_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, threads: int | None = None, split: str = "val") -> None:
-        from ..prune import CALIB_STEPS, PROPOSALS
-        from ..train import TrainConfig
-
         if train_config is None:
             train_config = TrainConfig.from_recipe("menas")
         super().__init__(space, data, epochs=_positive("epochs_init", epochs_init), train_config=train_config,
@@ -139,8 +148,6 @@ class MenasEvaluator(TrainEvaluator):
     def _start_model(self, run: TrialRun) -> tuple[nn.Module, float]:
         """init: from scratch; child: inherit (or from scratch without weight sharing); ticket: truncate the
         net's weights (Eq. 1), then re-calibrate BN (step 2(c))."""
-        from ..train import calibrate_bn
-
         kind = self._kind(run)
         run.info["kind"] = kind
         model, _ = super()._start_model(run)  # seeded initialisation: what inheritance does not overwrite
@@ -155,8 +162,6 @@ class MenasEvaluator(TrainEvaluator):
 
     def _after_train(self, run: TrialRun, model: nn.Module, out: "TrainResult") -> None:
         """Steps 2(a)-(d) after an init / child net has trained: the ranked pruning proposals."""
-        from ..prune import explore_lottery_tickets
-
         if run.info["kind"] == "ticket" or self.proposals == 0:
             return
         calib = run.splits.loader("train", self.train_config.batch_size, device=run.device, seed=self._seeds(run)[0])
@@ -175,8 +180,6 @@ class MenasEvaluator(TrainEvaluator):
     # ------------------------------------------------------------------------------------------------ parts
     def _rank_batches(self, run: TrialRun) -> "Batches":
         """The first ``rank_images`` images of the scored split, in order (no augmentation)."""
-        from ..data.loader import Batches
-
         ds = run.splits[self.split]
         if self.rank_images is not None and len(ds) > self.rank_images:
             ds = ds.subset(np.arange(self.rank_images), name=f"{ds.name}[:{self.rank_images}]")
@@ -184,8 +187,6 @@ class MenasEvaluator(TrainEvaluator):
 
     def _parent_state(self, run: TrialRun, kind: str) -> tuple[Architecture, dict[str, Any], str, str]:
         """The parent's architecture, verified weights, checkpoint path and SHA-256; raises when any is missing."""
-        from ..prune import check_state_matches
-
         ctx = run.context
         parent_id = (ctx.get("candidate") or {}).get("inherit_from")
         who = f"parent trial {parent_id}" if parent_id is not None else "parent trial"
@@ -210,8 +211,6 @@ class MenasEvaluator(TrainEvaluator):
 
     def _inherit(self, run: TrialRun, model: nn.Module, kind: str) -> None:
         """Individual weight sharing / Eq. 1 truncation from the parent's checkpoint into ``model``."""
-        from ..prune import inherit_weights, inheritance_summary
-
         parent_arch, state, path, sha = self._parent_state(run, kind)
         report = inherit_weights(model, state, child_layers=self.space.layer_modules(run.arch),
                                  parent_layers=self.space.layer_modules(parent_arch))
@@ -222,3 +221,48 @@ class MenasEvaluator(TrainEvaluator):
             write_json(Path(run.context["trial_dir"]) / INHERITANCE_NAME,
                        {"kind": kind, "parent_trial": parent_id, "parent_arch": self.space.format(parent_arch),
                         "checkpoint": path, "sha256": sha, "summary": run.info["inheritance"], "tensors": report})
+
+
+@register_evaluator("menas")
+class MenasEvaluatorConfig(TrainEvaluatorConfig):
+    """MENAS's evaluator (:class:`~nasforge.eval.menas.MenasEvaluator`): epochs by trial kind, weight inheritance,
+    lottery-ticket exploration (menas.txt "Overview" steps 2 and 4; defaults are the paper's).
+
+    ``epochs_init`` (E_init 30), ``epochs_child`` (E_child 20), ``epochs_finetune`` (tickets, 3); ``proposals``
+    pruning proposals per trained net (40; 0 disables the exploration), ``calib_batches`` BN re-calibration
+    batches (the paper's "a few iterations"; 20), ``rank_images`` validation images that rank the proposals
+    (``null``: all), ``weight_sharing`` (children inherit their parent's weights; ``false`` is the ablation that
+    trains them from scratch). ``recipe`` defaults to ``menas``. ``epochs`` does not apply (use the three above)
+    and ``checkpoints`` must stay on: tickets and children inherit from them.
+    """
+
+    kind: Literal["menas"] = "menas"  # type: ignore[assignment]
+    epochs: Optional[float] = Field(None, exclude=True)  # type: ignore[assignment]  # not used: epochs by kind
+    recipe: str = "menas"
+    epochs_init: float = Field(30.0, gt=0)
+    epochs_child: float = Field(20.0, gt=0)
+    epochs_finetune: float = Field(3.0, gt=0)
+    proposals: int = Field(40, ge=0)
+    calib_batches: int = Field(20, ge=1)
+    rank_images: int | None = Field(None, ge=1)
+    weight_sharing: bool = True
+
+    @model_validator(mode="after")
+    def _menas_fields(self) -> "MenasEvaluatorConfig":
+        if self.epochs is not None:
+            raise InvalidValue("evaluator.epochs", self.epochs, "not set for kind 'menas' (use epochs_init, "
+                               "epochs_child, epochs_finetune)")
+        if not self.checkpoints:
+            raise InvalidValue("evaluator.checkpoints", False, "true for kind 'menas' (lottery tickets and children "
+                               "inherit weights from the checkpoints)")
+        return self
+
+    def build(self, space: "SearchSpace", *, data: Mapping[str, Any] | None, device: str,
+              input_shape: tuple[int, int, int] | None, num_classes: int | None) -> "MenasEvaluator":
+        return MenasEvaluator(space, data, epochs_init=self.epochs_init, epochs_child=self.epochs_child,
+                              epochs_finetune=self.epochs_finetune, proposals=self.proposals,
+                              calib_batches=self.calib_batches, rank_images=self.rank_images,
+                              weight_sharing=self.weight_sharing,
+                              train_config=TrainConfig.from_recipe(self.recipe, **self.train), device=device,
+                              eval_batch_size=self.eval_batch_size, input_shape=input_shape,
+                              num_classes=num_classes, threads=self.threads)

@@ -25,80 +25,27 @@ column per device, e.g. HELP's NB201 latencies (``shared/data/nb201_latency_help
 """
 from __future__ import annotations
 
-import csv
 import functools
-import gzip
-import io
 import os
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
+
+from pydantic import Field
 
 from ..arch import Architecture
+from ..data.tables import Table, file_key, read_cached, read_table, require_columns
 from ..errors import DataError, InvalidArchitecture, InvalidValue, NasforgeError
 from ..registry import get_space
 from ..spaces.base import InputShape, SearchSpace
+from ..spaces.nb201 import TABLE_PATH
 from ..trial import Result
-from .base import Evaluator
+from .base import Evaluator, EvaluatorConfig, register_evaluator
 
-__all__ = ["read_table", "TabularEvaluator", "NB201_DATASETS", "NB201_PROTOCOLS"]
-
-Table = Mapping[str, tuple[str, ...]]
+__all__ = ["read_table", "TabularEvaluator", "TabularEvaluatorConfig", "NB201_DATASETS", "NB201_PROTOCOLS"]
 
 NB201_DATASETS: dict[str, int] = {"cifar10": 10, "cifar100": 100}  # dataset -> number of classes
 #: protocol -> column template of the search metric (the reported metric is always ``{dataset}_test_hp200``)
 NB201_PROTOCOLS: dict[str, str] = {"hp12-valid": "{dataset}_valid_hp12", "hp200-test": "{dataset}_test_hp200"}
-
-
-def _file_key(path: str | os.PathLike[str]) -> tuple[str, int, int]:
-    p = Path(path).expanduser()
-    try:
-        st = p.resolve().stat()
-    except OSError:
-        raise DataError(f"table: got {str(path)!r}; allowed: an existing CSV or CSV.gz file") from None
-    if not p.is_file():
-        raise DataError(f"table: got {str(path)!r}; allowed: an existing CSV or CSV.gz file")
-    return str(p.resolve()), st.st_mtime_ns, st.st_size
-
-
-@functools.lru_cache(maxsize=16)
-def _read_cached(key: tuple[str, int, int]) -> Table:
-    path = key[0]
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    try:
-        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8-sig")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise DataError(f"table {path}: cannot read ({exc}); allowed: UTF-8 CSV, optionally gzip-compressed") from None
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    if not rows or not rows[0]:
-        raise DataError(f"table {path}: got an empty file; allowed: a CSV with a header row")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header):
-        raise DataError(f"table {path}: got duplicate column names in header {header}; allowed: unique names")
-    body = [r for r in rows[1:] if r]
-    for line, r in enumerate(body, start=2):
-        if len(r) != len(header):
-            raise DataError(f"table {path}, line {line}: got {len(r)} fields; allowed: {len(header)} (the header)")
-    columns = list(zip(*body)) if body else [()] * len(header)
-    return MappingProxyType({h: tuple(c) for h, c in zip(header, columns)})
-
-
-def read_table(path: str | os.PathLike[str], *, required: Sequence[str] = ()) -> Table:
-    """Read a CSV or gzip-compressed CSV into ``{column: tuple of strings}`` (stdlib ``csv`` + ``gzip``; cached).
-
-    Raises :class:`~nasforge.errors.DataError` for a missing or malformed file, or when a ``required`` column is
-    absent (naming it and the columns that exist).
-    """
-    table = _read_cached(_file_key(path))
-    _require(table, required, path)
-    return table
-
-
-def _require(table: Table, columns: Sequence[str], path: Any) -> None:
-    for col in columns:
-        if col not in table:
-            raise InvalidValue("column", col, list(table), where=f"table {Path(path).name}")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -110,7 +57,7 @@ def _parse_one(space: SearchSpace, text: str) -> Architecture:
 @functools.lru_cache(maxsize=32)
 def _parse_archs(key: tuple[str, int, int], column: str, space: SearchSpace) -> dict[Architecture, int]:
     """Architecture -> row number for ``column`` of table ``key``, parsed with ``space`` (cached)."""
-    strings = _read_cached(key)[column]
+    strings = read_cached(key)[column]
     out: dict[Architecture, int] = {}
     for row, text in enumerate(strings):
         try:
@@ -162,8 +109,6 @@ class TabularEvaluator(Evaluator):
                  input_shape: InputShape | None = None, num_classes: int | None = None,
                  latency_table: str | os.PathLike[str] | None = None, latency_device: str | None = None,
                  latency_arch_column: str | None = None, name: str | None = None) -> None:
-        from ..spaces.nb201 import TABLE_PATH
-
         self.space = get_space(space) if isinstance(space, str) else space
         if not isinstance(self.space, SearchSpace) or getattr(self.space, "__hash__", None) is None:
             raise InvalidValue("space", space, "a registered space name or a hashable SearchSpace")
@@ -180,9 +125,9 @@ class TabularEvaluator(Evaluator):
 
     def _load_rows(self, arch_column: str, info_columns: tuple[str, ...]
                    ) -> dict[Architecture, tuple[dict[str, float], dict[str, Any]]]:
-        key = _file_key(self.path)
-        table = _read_cached(key)
-        _require(table, (arch_column, *self.metric_columns.values(), *info_columns), self.path)
+        key = file_key(self.path)
+        table = read_cached(key)
+        require_columns(table, (arch_column, *self.metric_columns.values(), *info_columns), self.path)
         values = {k: _numbers(table, col, self.path) for k, col in self.metric_columns.items()}
         rows = {}
         for arch, r in _parse_archs(key, arch_column, self.space).items():
@@ -198,9 +143,9 @@ class TabularEvaluator(Evaluator):
             return None
         if device is None:
             raise InvalidValue("latency_device", None, "a device column of the latency table")
-        key = _file_key(path)
-        table = _read_cached(key)
-        _require(table, (arch_column,), path)
+        key = file_key(path)
+        table = read_cached(key)
+        require_columns(table, (arch_column,), path)
         if device not in table:
             devices = [c for c in table if c not in (arch_column, "arch_index")]
             raise InvalidValue("latency_device", device, devices, where=f"table {Path(path).name}")
@@ -259,6 +204,10 @@ class TabularEvaluator(Evaluator):
             self._costs[arch] = costs
         return costs
 
+    def lookup_costs(self, arch: Architecture) -> dict[str, float] | None:
+        """The costs of ``arch`` when the table holds it (for strategy constraints), else ``None``."""
+        return dict(self._arch_costs(arch)) if arch in self else None
+
     def evaluate(self, arch: Architecture, *, seed: int | None = None,
                  context: Mapping[str, Any] | None = None) -> Result:
         """The table row of ``arch``: metrics, costs and info (``seed`` and ``context`` are not used)."""
@@ -268,3 +217,41 @@ class TabularEvaluator(Evaluator):
                                       f"one of the {len(self._rows)} architectures of table {self.path.name}",
                                       where=self.name)
         return Result(metrics=dict(row[0]), costs=dict(self._arch_costs(arch)), info=dict(row[1]))
+
+
+@register_evaluator("tabular")
+class TabularEvaluatorConfig(EvaluatorConfig):
+    """Table look-up (:class:`~nasforge.eval.tabular.TabularEvaluator`).
+
+    ``table: null`` is the packaged NAS-Bench-201 table with ``dataset`` / ``protocol`` (``hp12-valid``: search on
+    the 12-epoch validation accuracy; ``hp200-test``: on the 200-epoch test accuracy; both also report
+    ``test_accuracy``). A user table (CSV or CSV.gz) needs ``metric_column`` (returned as ``accuracy``);
+    ``extra_metrics`` maps more result names to columns.
+    """
+
+    kind: Literal["tabular"] = "tabular"
+    table: str | None = None
+    dataset: Literal["cifar10", "cifar100"] = "cifar10"
+    protocol: Literal["hp12-valid", "hp200-test"] = "hp12-valid"
+    metric_column: str | None = None
+    arch_column: str = "arch_str"
+    extra_metrics: dict[str, str] = Field(default_factory=dict)
+    latency_table: str | None = None
+    latency_device: str | None = None
+
+    def build(self, space: SearchSpace, *, data: Mapping[str, Any] | None, device: str,
+              input_shape: tuple[int, int, int] | None, num_classes: int | None) -> "TabularEvaluator":
+        if self.table is None:
+            if space.name != "nb201":
+                raise InvalidValue("evaluator.table", None, f"a CSV path (the packaged table is for space 'nb201', "
+                                   f"not {space.name!r})")
+            return TabularEvaluator.nb201(self.dataset, self.protocol, latency_table=self.latency_table,
+                                          latency_device=self.latency_device)
+        if self.metric_column is None:
+            raise InvalidValue("evaluator.metric_column", None, "the table column holding the metric")
+        return TabularEvaluator(self.table, self.metric_column, arch_column=self.arch_column, space=space,
+                                extra_metrics=self.extra_metrics, input_shape=input_shape, num_classes=num_classes,
+                                latency_table=self.latency_table, latency_device=self.latency_device)
+
+    def cost_classes(self) -> int | None:
+        return NB201_DATASETS[self.dataset] if self.table is None else None

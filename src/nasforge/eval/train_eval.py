@@ -30,24 +30,28 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
+from pydantic import Field
 
 from ..arch import Architecture
+from ..data import DataConfig, DataSplits, load_data
 from ..device import seeded_torch, torch_threads
 from ..errors import InvalidValue
+from ..spaces.base import SearchSpace
+from ..train import TrainConfig, resolve_device, train
 from ..trial import Result
-from .base import Evaluator
+from .base import Evaluator, EvaluatorConfig, register_evaluator
 
 if TYPE_CHECKING:
     from ..data import DataConfig, DataSplits
     from ..spaces.base import SearchSpace
     from ..train import TrainConfig, TrainResult
 
-__all__ = ["TrainEvaluator", "TrialRun", "init_weights"]
+__all__ = ["TrainEvaluator", "TrainEvaluatorConfig", "TrialRun", "init_weights"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -98,8 +102,6 @@ class TrialRun:
 @functools.lru_cache(maxsize=2)
 def _load_splits(config_json: str) -> "DataSplits":
     """Per-process cache of loaded data (keyed by the data config's JSON)."""
-    from ..data import load_data
-
     return load_data(json.loads(config_json))
 
 
@@ -123,10 +125,6 @@ class TrainEvaluator(Evaluator):
                  eval_batch_size: int = 512, input_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, checkpoints: bool = True, threads: int | None = None,
                  split: str = "val") -> None:
-        from ..data import DataConfig, DataSplits
-        from ..spaces.base import SearchSpace
-        from ..train import TrainConfig
-
         if not isinstance(space, SearchSpace):
             raise InvalidValue("space", type(space).__name__, "a SearchSpace")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
@@ -173,8 +171,6 @@ class TrainEvaluator(Evaluator):
     # ------------------------------------------------------------------------------------------------ evaluate
     def _trial_run(self, arch: Architecture, seed: int | None, context: Mapping[str, Any] | None) -> TrialRun:
         """The :class:`TrialRun` of one evaluation: device, data, the seeds derived from ``seed``, checkpoint."""
-        from ..train import resolve_device
-
         context = dict(context or {})
         device = resolve_device(context.get("device") or self.device)
         shape, classes = self.input_spec
@@ -203,8 +199,6 @@ class TrainEvaluator(Evaluator):
     def evaluate(self, arch: Architecture, *, seed: int | None = None,
                  context: Mapping[str, Any] | None = None) -> Result:
         """Train ``arch`` from scratch (seeded) and return its validation accuracy, costs and checkpoint."""
-        from ..train import train
-
         arch = self.space.validate(arch)
         run = self._trial_run(arch, seed, context)
         device, splits = run.device, run.splits
@@ -232,3 +226,29 @@ class TrainEvaluator(Evaluator):
         costs = {"params": float(self.space.params(arch, shape, classes)),
                  "flops": float(self.space.flops(arch, shape, classes))}
         return Result(metrics={"accuracy": float(accuracy)}, costs=costs, artifacts=artifacts, info=info)
+
+
+@register_evaluator("train")
+class TrainEvaluatorConfig(EvaluatorConfig):
+    """Train each candidate from scratch (:class:`~nasforge.eval.train_eval.TrainEvaluator`) on ``data``.
+
+    ``recipe`` names a :data:`nasforge.train.RECIPES` entry and ``train`` overrides its fields (e.g.
+    ``{batch_size: 128, lr: 0.05}``); ``epochs`` may be fractional for quick CPU searches.
+    """
+
+    kind: Literal["train"] = "train"
+    epochs: float = Field(1.0, gt=0)
+    recipe: str = "nb201"
+    train: dict[str, Any] = Field(default_factory=dict)
+    eval_batch_size: int = Field(512, ge=1)
+    checkpoints: bool = True
+    threads: int | None = Field(None, ge=1)
+
+    uses_data: ClassVar[bool] = True
+    exportable: ClassVar[bool] = True
+
+    def build(self, space: "SearchSpace", *, data: Mapping[str, Any] | None, device: str,
+              input_shape: tuple[int, int, int] | None, num_classes: int | None) -> "TrainEvaluator":
+        return TrainEvaluator(space, data, epochs=self.epochs, train_config=TrainConfig.from_recipe(self.recipe, **self.train),
+                              device=device, eval_batch_size=self.eval_batch_size, input_shape=input_shape,
+                              num_classes=num_classes, checkpoints=self.checkpoints, threads=self.threads)

@@ -33,11 +33,33 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ..config import SpaceConfig, dump_config, read_yaml, validated
-from ..errors import InvalidValue
+from ..arch import Architecture
+from ..config import SpaceConfig
+from ..cost import AnalyticCost
+from ..data import DataConfig, load_data
+from ..device import resolve_device, torch_threads
+from ..errors import InvalidValue, ParseError
 from ..io import atomic_write_text, load_checkpoint, lock_folder, write_json
+from ..registry import SPACES, get_space
+from ..schema import STRICT, dump_config, read_yaml, validated
+from ..supernet.distributed import init_distributed, shutdown_distributed
+from ..supernet.mbconv import ElasticMBConvSupernet
+from ..supernet.select import (
+    coarse_to_fine,
+    evaluate_child,
+    export_member,
+    take_batches,
+)
+from ..supernet.train import (
+    StepRecipe,
+    SupernetTrainer,
+    calibration_batches,
+    derived_seed,
+)
+from ..train import TrainConfig
+from .base import Method, register_method
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,7 +72,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SupernetConfig", "METHOD_DEFAULTS", "load_supernet_config", "supernet_config_from_dict",
            "build_supernet_space", "build_supernet", "train_config_of", "step_recipe_of", "run_supernet",
-           "open_supernet_run", "evaluate_arch", "parse_child", "CHECKPOINT", "LOG", "RESULT", "CONSTANT_ENDING"]
+           "open_supernet_run", "evaluate_arch", "parse_child", "export_member_from_run", "family_from_run",
+           "CHECKPOINT", "LOG", "RESULT", "CONSTANT_ENDING"]
 
 CHECKPOINT, LOG, RESULT, CONFIG = "supernet.pt", "train_log.jsonl", "result.json", "config.yaml"
 #: BigNAS Sec. 3.1 / 4.2: the rate is held once it reaches 5% of the initial one ("constant ending")
@@ -80,7 +103,7 @@ class SupernetConfig(BaseModel):
     ``backend``: torch.distributed backend under torchrun (auto: nccl on CUDA, gloo on CPU).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    model_config = STRICT
 
     name: str = "supernet"
     method: Literal["bignas", "spos"] = "bignas"
@@ -120,8 +143,6 @@ class SupernetConfig(BaseModel):
     @field_validator("data")
     @classmethod
     def _data(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from ..data import DataConfig
-
         DataConfig.from_dict(v)  # raises InvalidValue naming the data field
         return v
 
@@ -157,15 +178,13 @@ class SupernetConfig(BaseModel):
 
 def _has_transition_skips(space: str) -> bool:
     """Whether the registered space ``space`` takes the ``transition_skip`` switch (BigNAS Sec. 3.1)."""
-    from ..registry import SPACES
-
     return "transition_skip" in inspect.signature(SPACES.factory(space)).parameters
 
 
 # ================================================================================================ loading
 def supernet_config_from_dict(raw: Mapping[str, Any], overrides: Sequence[str] = ()) -> SupernetConfig:
     """A validated :class:`SupernetConfig` from a mapping plus ``--set key=value`` overrides (one-line errors)."""
-    return validated(SupernetConfig, raw, overrides, root=SupernetConfig)
+    return validated(SupernetConfig, raw, overrides, {"space": "name"})
 
 
 def load_supernet_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SupernetConfig:
@@ -177,8 +196,6 @@ def load_supernet_config(path: str | os.PathLike[str], overrides: Sequence[str] 
 def train_config_of(config: SupernetConfig) -> "TrainConfig":
     """The recipe with the ``train`` overrides; ``constant_ending`` sets ``min_lr_ratio`` (0.05, or the value
     given in ``train``; 0 when false)."""
-    from ..train import TrainConfig
-
     overrides = dict(config.train)
     if config.value("constant_ending"):
         overrides.setdefault("min_lr_ratio", CONSTANT_ENDING)
@@ -192,8 +209,6 @@ def train_config_of(config: SupernetConfig) -> "TrainConfig":
 def step_recipe_of(config: SupernetConfig, train_config: "TrainConfig | None" = None) -> "StepRecipe":
     """The :class:`~nasforge.supernet.train.StepRecipe` of ``config`` (weight decay and label smoothing from
     the training recipe)."""
-    from ..supernet.train import StepRecipe
-
     tc = train_config or train_config_of(config)
     r = config.resolved()
     return StepRecipe(sandwich=r["sandwich"], sandwich_n=config.sandwich_n,
@@ -206,8 +221,6 @@ def step_recipe_of(config: SupernetConfig, train_config: "TrainConfig | None" = 
 def build_supernet_space(config: SupernetConfig) -> "SearchSpace":
     """The configured space with the ``transition_skip`` switch (BigNAS Sec. 3.1) passed to it; a BigNAS table
     may be given as YAML stage mappings (``{widths: [...], depths: [...], kernels, expands, stride}``)."""
-    from ..registry import get_space
-
     kwargs = dict(config.space.kwargs)
     if _has_transition_skips(config.space.name):
         kwargs["transition_skip"] = config.value("transition_skip")
@@ -223,8 +236,6 @@ def build_supernet(config: SupernetConfig, space: "SearchSpace", input_shape: tu
     """The elastic supernet over ``space`` for the data's input, initialised from the config's seed."""
     import torch
 
-    from ..supernet.mbconv import ElasticMBConvSupernet
-    from ..supernet.train import derived_seed
 
     gen = torch.Generator().manual_seed(derived_seed(config.seed, 4))
     return ElasticMBConvSupernet(space, input_shape, num_classes, zero_init_last_bn=config.value("zero_init_last_bn"),
@@ -255,11 +266,6 @@ def run_supernet(config: SupernetConfig, out: str | os.PathLike[str], *, resume:
     """Train the supernet of ``config`` into the run folder ``out`` (module docstring); ``resume`` continues
     from ``out/supernet.pt`` (same config required, except epochs / device / checkpoint_every / progress);
     ``stop_at``: stop after that global step (a checkpoint is written). Under torchrun every rank calls this."""
-    from ..data import load_data
-    from ..device import torch_threads
-    from ..supernet.distributed import init_distributed, shutdown_distributed
-    from ..supernet.train import SupernetTrainer
-
     run_dir = Path(out).resolve()
     ctx = init_distributed(config.backend, config.device)
     try:
@@ -297,8 +303,6 @@ def open_supernet_run(run_dir: str | os.PathLike[str], device: str = "cpu"
     when training has finished)."""
     import json
 
-    from ..data import load_data
-    from ..device import resolve_device
 
     folder = Path(run_dir)
     if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
@@ -319,8 +323,6 @@ def open_supernet_run(run_dir: str | os.PathLike[str], device: str = "cpu"
 def parse_child(space: "SearchSpace", text: str) -> "Architecture":
     """A child of the run's own ``space`` (its table may differ from the registered default): ``smallest``,
     ``largest``, the compact string or JSON."""
-    from ..arch import Architecture
-
     if not isinstance(text, str):
         raise InvalidValue("--arch", text, "smallest, largest, an architecture string or JSON")
     text = text.strip()
@@ -336,11 +338,6 @@ def evaluate_arch(run_dir: str | os.PathLike[str], arch: str, *, calib_batches: 
     """Accuracy (%) of child ``arch`` (:func:`parse_child`) of a trained supernet after BN calibration (Sec. 3.1)
     on ``calib_batches`` training batches (default: the config's), with its params and FLOPs (analytic, batch 1;
     FLOPs count a multiply-add as 2). ``split``: default ``test`` when the data has one, else the config's."""
-    from ..cost import AnalyticCost
-    from ..device import resolve_device
-    from ..supernet.select import evaluate_child
-    from ..supernet.train import calibration_batches
-
     if calib_batches is not None and (isinstance(calib_batches, bool) or calib_batches < 1):
         raise InvalidValue("--calib-batches", calib_batches, "a positive int")
     config, space, splits, net = open_supernet_run(run_dir, device)
@@ -355,3 +352,68 @@ def evaluate_arch(run_dir: str | os.PathLike[str], arch: str, *, calib_batches: 
     costs = AnalyticCost(space, splits.input_shape, splits.num_classes).cost(child)
     return {"arch": space.format(child), "split": split, "accuracy": acc, "params": costs["params"],
             "flops": costs["flops"], "calib_batches": n}
+
+
+# ================================================================================================ family, export
+def _open_run(run_dir: str | os.PathLike[str], device: str) -> tuple[SupernetConfig, "SearchSpace", "DataSplits",
+                                                                       "nn.Module", list[Any]]:
+    """A trained supernet run folder and its calibration batches (the run's ``calib_batches``)."""
+    config, space, splits, net = open_supernet_run(run_dir, device)
+    calib = calibration_batches(splits, config.eval_batch_size, config.seed, resolve_device(device))
+    return config, space, splits, net, take_batches(calib, config.calib_batches, "calibration batches")
+
+
+def export_member_from_run(run_dir: str | os.PathLike[str], arch: "str | Architecture",
+                           out_dir: str | os.PathLike[str], *, onnx: bool | None = None,
+                           device: str = "cpu") -> dict[str, Any]:
+    """:func:`~nasforge.supernet.select.export_member` for child ``arch`` (compact string, JSON, or the name of a
+    member of the run's ``family.json``, e.g. ``M``) of the supernet in ``run_dir``, calibrated on the run's
+    ``calib_batches`` training batches (``nasforge export RUN_DIR --arch``)."""
+    import json
+
+
+    config, space, _, net, calib = _open_run(run_dir, device)
+    family = Path(run_dir) / "family.json"
+    if isinstance(arch, str) and family.is_file():  # a member name of `nasforge supernet select` (S, M, L...)
+        try:
+            members = {m["name"]: m["arch"] for m in json.loads(family.read_text()).get("members", [])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ParseError("family.json", str(family), "the file written by nasforge supernet select") from None
+        arch = members.get(arch.strip(), arch)
+    child = space.validate(arch) if isinstance(arch, Architecture) else parse_child(space, arch)
+    res = export_member(net, child, out_dir, space=space, calib_batches=calib, calib_steps=len(calib), onnx=onnx,
+                        device=device, meta={"run_dir": str(Path(run_dir).resolve()), "config_name": config.name})
+    return {"arch": space.format(child), "files": ", ".join(sorted(Path(p).name for p in res.files.values())),
+            "onnx max abs diff": res.onnx_max_abs_diff}
+
+
+def family_from_run(run_dir: str | os.PathLike[str], budgets: Sequence[Any], *, n_fine: int = 20,
+                    seed: int | None = None, select_split: str = "val", device: str = "cpu", progress: bool = True,
+                    grid: Mapping[str, Any] | None = None) -> Any:
+    """:func:`~nasforge.supernet.select.coarse_to_fine` (BigNAS Sec. 3.2) on the supernet of ``run_dir``
+    (calibration as the run's config says); the :class:`~nasforge.supernet.family.Family` is written to
+    ``run_dir/family.json``."""
+    config, space, splits, net, calib = _open_run(run_dir, device)
+    select = splits.loader(select_split, config.eval_batch_size, device=resolve_device(device), train=False)
+    fam = coarse_to_fine(net, space, (calib, select), budgets, seed=config.seed if seed is None else seed,
+                         n_fine=n_fine, calib_steps=len(calib), batch_size=config.eval_batch_size, device=device,
+                         max_batches=config.eval_batches, grid=grid, progress=progress)
+    fam.info["select_split"] = select_split
+    fam.save(Path(run_dir) / "family.json")
+    return fam
+
+
+def training_summary(result: "SupernetResult") -> dict[str, Any]:
+    """The row ``nasforge supernet train`` prints: steps, epochs, the last epoch's smallest / largest child
+    accuracy, wall time, checkpoint SHA-256."""
+    last = result.history[-1] if result.history else {}
+    return {"steps": result.steps, "epochs": round(result.epochs_run, 3), "acc_smallest": last.get("acc_smallest"),
+            "acc_largest": last.get("acc_largest"), "seconds": round(result.wall_time_s, 1),
+            "checkpoint_sha256": result.checkpoint_sha256}
+
+
+for _name, _paper in (("bignas", "Yu et al., BigNAS, ECCV 2020"),
+                      ("spos", "Guo et al., Single Path One-Shot NAS, ECCV 2020 (as PAD-NAS restates it)")):
+    register_method(Method(name=_name, kind="supernet", paper=_paper, config_model=SupernetConfig,
+                           load_config=load_supernet_config, run=run_supernet, summary=training_summary,
+                           evaluate=evaluate_arch, select=family_from_run, export=export_member_from_run))

@@ -24,34 +24,36 @@ evaluated networks (Table 4's N) and the cost of exploring lottery tickets relat
 from __future__ import annotations
 
 import os
-import statistics
 from typing import Any, Mapping, Sequence
 
-from ..config import MenasEvaluatorConfig, SearchConfig, config_from_dict, load_config
+from ..config import SearchConfig, config_from_dict, load_config
 from ..errors import InvalidValue
-from ..store import INTERRUPTED
+from ..strategies.menas import SUMMARY_NAME, menas_summary
 from ..study import Study, build_study
-from ..trial import Trial, TrialState
+from .base import Method, register_method
 
-__all__ = ["run_menas", "menas_summary", "SUMMARY_NAME"]
+__all__ = ["run_menas", "menas_summary", "SUMMARY_NAME", "check_menas_config"]
 
-SUMMARY_NAME = "menas.json"
+
+def check_menas_config(config: SearchConfig) -> SearchConfig:
+    """``config`` when it is a MENAS search (strategy ``menas`` and evaluator kind ``menas``), else an error."""
+    if config.strategy.name != "menas":
+        raise InvalidValue("strategy.name", config.strategy.name, ["menas"], where="run_menas")
+    if config.evaluator.kind != "menas":
+        raise InvalidValue("evaluator.kind", config.evaluator.kind, ["menas"], where="run_menas")
+    return config
 
 
 def _config(config: SearchConfig | Mapping[str, Any] | str | os.PathLike[str],
             overrides: Sequence[str]) -> SearchConfig:
-    """A validated MENAS config: strategy ``menas`` and evaluator kind ``menas``."""
+    """A validated MENAS config (:func:`check_menas_config`) from a config, a mapping or a YAML path."""
     if isinstance(config, SearchConfig):
         config = config_from_dict(config.model_dump(mode="json"), overrides) if overrides else config
     elif isinstance(config, Mapping):
         config = config_from_dict(config, overrides)
     else:
         config = load_config(config, overrides)
-    if config.strategy.name != "menas":
-        raise InvalidValue("strategy.name", config.strategy.name, ["menas"], where="run_menas")
-    if not isinstance(config.evaluator, MenasEvaluatorConfig):
-        raise InvalidValue("evaluator.kind", config.evaluator.kind, ["menas"], where="run_menas")
-    return config
+    return check_menas_config(config)
 
 
 def run_menas(config: SearchConfig | Mapping[str, Any] | str | os.PathLike[str], run_dir: str | os.PathLike[str],
@@ -72,61 +74,6 @@ def run_menas(config: SearchConfig | Mapping[str, Any] | str | os.PathLike[str],
     return study
 
 
-def _row(t: Trial, by_id: Mapping[int, Trial]) -> dict[str, Any]:
-    """One trial's lineage record."""
-    res = t.result
-    row: dict[str, Any] = {"id": t.id, "kind": t.info.get("kind"), "generation": t.generation,
-                           "parents": list(t.parents), "state": t.state.value, "arch": t.arch.to_dict(),
-                           "accuracy": res.metrics.get("accuracy") if res else None,
-                           "params": res.costs.get("params") if res else None,
-                           "flops": res.costs.get("flops") if res else None,
-                           "checkpoint": t.checkpoint, "checkpoint_sha256": t.checkpoint_sha256, "error": t.error}
-    for key in ("ticket_rank", "proxy_accuracy", "op", "selected_as", "inherit_from"):
-        if key in t.info:
-            row[key] = t.info[key]
-    if t.parents:
-        row["parent_kinds"] = [by_id[p].info.get("kind") if p in by_id else None for p in t.parents]
-    if res is not None and "inherited_from" in res.info:
-        row["inherited_from"] = res.info["inherited_from"]
-    return row
-
-
-def _generation_stats(trials: list[Trial]) -> dict[str, Any]:
-    """Fig. 5 / Fig. 6 in miniature for one generation: sizes, epoch times, best accuracy."""
-    done = [t for t in trials if t.state is TrialState.COMPLETE and t.result is not None]
-    epoch_s = [t.result.info["train_seconds"] / t.result.info["epochs"] for t in done
-               if t.result.info.get("epochs") and t.result.info.get("train_seconds") is not None]
-    kinds = [t.info.get("kind") for t in trials]
-    return {"nets": sum(k in ("init", "child") for k in kinds), "tickets": kinds.count("ticket"),
-            "failed": sum(t.state is TrialState.FAILED and t.error != INTERRUPTED for t in trials),
-            "interrupted": sum(t.error == INTERRUPTED for t in trials),
-            "mean_params": statistics.fmean(t.result.costs["params"] for t in done) if done else None,
-            "mean_flops": statistics.fmean(t.result.costs["flops"] for t in done) if done else None,
-            "mean_epoch_seconds": statistics.fmean(epoch_s) if epoch_s else None,
-            "best_accuracy": max((t.result.metrics["accuracy"] for t in done), default=None)}
-
-
-def menas_summary(study: Study) -> dict[str, Any]:
-    """Lineage, per-generation statistics, evaluated networks and lottery-ticket cost of a MENAS study."""
-    trials = [t for t in study.trials() if t.state is not TrialState.RUNNING]
-    by_id = {t.id: t for t in trials}
-    generations: dict[int, list[Trial]] = {}
-    for t in trials:
-        generations.setdefault(t.generation, []).append(t)
-    selections = {s["generation"]: s for s in getattr(study.strategy, "selections", [])}
-    per_gen = {str(g): {**_generation_stats(ts), "parents_chosen": selections.get(g)}
-               for g, ts in sorted(generations.items())}
-    costs = [t.result.info["lottery_cost"] for t in trials if t.result is not None and "lottery_cost" in t.result.info]
-    # the issue's measure: a net's exploration time over its OWN training time (E_init or E_child epochs)
-    per_net = [c["explore_s"] / c["train_seconds"] for c in costs if c.get("train_seconds")]
-    explore = sum(c["explore_s"] for c in costs)
-    train = sum(t.result.info.get("train_seconds") or 0.0 for t in trials if t.result is not None)
-    finished = [t for t in trials if t.state is TrialState.COMPLETE or t.error != INTERRUPTED]
-    pareto = study.pareto() or {}
-    return {"evaluated_networks": len(finished), "best": study.summary()["best"], "generations": per_gen,
-            "pareto": pareto.get("fronts", {}),
-            "lottery_cost": {"explore_s": explore, "train_s": train,
-                             "share_of_search": explore / (explore + train) if explore + train > 0 else None,
-                             "per_net_fraction_median": statistics.median(per_net) if per_net else None,
-                             "per_net_fraction_max": max(per_net) if per_net else None},
-            "lineage": [_row(t, by_id) for t in trials]}
+register_method(Method(name="menas", kind="search", paper="Wei et al., MENAS: Multi-trial Neural Architecture Search "
+                       "with Lottery Tickets", config_model=SearchConfig, load_config=load_config, run=run_menas,
+                       check=check_menas_config))

@@ -2,7 +2,7 @@
 
 A space turns an :class:`~nasforge.arch.Architecture` into a :class:`NetworkSpec` (``space.spec(arch, input_shape,
 num_classes)``); from that one value nasforge builds the standalone module (:func:`nasforge.nn.mbconv.build_network`)
-and computes analytic FLOPs and parameters (:mod:`nasforge.cost.analytic`). Keeping the spec separate means the
+and computes analytic FLOPs and parameters (:mod:`nasforge.nn.analytic`). Keeping the spec separate means the
 FLOPs formula and the module can never disagree about a channel count.
 
 Conventions:

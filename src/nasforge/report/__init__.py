@@ -11,7 +11,14 @@ from typing import Any, Mapping
 from ..io import atomic_write_text
 from ..trial import TrialState
 from .html import render_html
-from .plots import best_so_far, metric_series, pareto_indices, plot_best_so_far, plot_cost_tradeoff, plot_generations
+from .plots import (
+    best_so_far,
+    metric_series,
+    pareto_indices,
+    plot_best_so_far,
+    plot_cost_tradeoff,
+    plot_generations,
+)
 
 __all__ = ["write_report", "render_html", "plot_best_so_far", "plot_cost_tradeoff", "plot_generations",
            "pareto_indices", "metric_series", "best_so_far", "pick_cost"]

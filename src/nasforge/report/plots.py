@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..pareto import pareto_indices
 from ..trial import Trial, TrialState
 
 __all__ = ["plot_best_so_far", "plot_cost_tradeoff", "plot_generations", "pareto_indices", "metric_series",
@@ -44,20 +45,6 @@ def best_so_far(values: np.ndarray, mode: str = "max") -> np.ndarray:
     """Running best of ``values`` (maximum for ``mode="max"``, minimum for ``"min"``)."""
     values = np.asarray(values, dtype=float)
     return np.maximum.accumulate(values) if mode == "max" else np.minimum.accumulate(values)
-
-
-def pareto_indices(values: np.ndarray, costs: np.ndarray, mode: str = "max") -> np.ndarray:
-    """Indices of the non-dominated points (better metric, lower cost), sorted by cost.
-
-    Uses NSGA-II's fast non-dominated sort (Deb et al. 2002) from :mod:`nasforge.strategies.nsga2`.
-    """
-    from ..strategies.nsga2 import fast_non_dominated_sort
-
-    if len(values) == 0:
-        return np.array([], dtype=int)
-    objectives = np.stack([-values if mode == "max" else values, costs], axis=1)
-    front = fast_non_dominated_sort(objectives)[0]
-    return front[np.argsort(costs[front], kind="stable")]
 
 
 def _save(fig, path: Path) -> Path:

@@ -76,8 +76,17 @@ from ..nn.mbconv import MBConvNet
 from ..nn.spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec
 from ..registry import register_space
 from .base import Dimension, InputShape
-from .mbconv_common import (BlockCodec, MBConvSpace, Token, codec, fit_input, join_stages, layer_label,
-                            split_stages, stage_label)
+from .mbconv_common import (
+    BlockCodec,
+    MBConvSpace,
+    Token,
+    codec,
+    fit_input,
+    join_stages,
+    layer_label,
+    split_stages,
+    stage_label,
+)
 
 __all__ = ["BigNASStage", "TABLE1_STAGES", "TABLE1_RESOLUTIONS", "TABLE1_STEM", "TABLE1_HEAD", "BigNASSpace",
            "ResolutionNet", "channel_range", "parse_block", "scaled_size"]

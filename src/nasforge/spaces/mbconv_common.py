@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 from ..arch import Architecture, Gene
 from ..errors import InvalidValue, ParseError
+from ..nn.analytic import spec_flops, spec_params
+from ..nn.mbconv import build_network
 from ..nn.spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec, stride_plan
 from .base import InputShape, SearchSpace
 
@@ -226,20 +228,14 @@ class MBConvSpace(SearchSpace):
     def build(self, arch: Architecture, input_shape: InputShape | None = None,
               num_classes: int | None = None) -> "nn.Module":
         """A standalone :class:`~nasforge.nn.mbconv.MBConvNet` for ``arch`` (freshly initialised)."""
-        from ..nn.mbconv import build_network
-
         return build_network(self.spec(arch, input_shape, num_classes))
 
     def flops(self, arch: Architecture, input_shape: InputShape | None = None,
               num_classes: int | None = None) -> int:
-        """Analytic FLOPs at batch 1 (``FlopCounterMode`` convention, see :mod:`nasforge.cost.analytic`)."""
-        from ..cost.analytic import spec_flops
-
+        """Analytic FLOPs at batch 1 (``FlopCounterMode`` convention, see :mod:`nasforge.nn.analytic`)."""
         return spec_flops(self.spec(arch, input_shape, num_classes))
 
     def params(self, arch: Architecture, input_shape: InputShape | None = None,
                num_classes: int | None = None) -> int:
         """Analytic parameter count of :meth:`build`."""
-        from ..cost.analytic import spec_params
-
         return spec_params(self.spec(arch, input_shape, num_classes))

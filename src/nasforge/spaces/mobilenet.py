@@ -58,8 +58,16 @@ from ..errors import InvalidArchitecture, InvalidValue, ParseError
 from ..nn.spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec, make_divisible
 from ..registry import register_space
 from .base import Dimension, InputShape, SearchSpace
-from .mbconv_common import (MBConvSpace, codec, fit_input, join_stages, layer_label, pruned_channels,
-                            split_stages, stage_label)
+from .mbconv_common import (
+    MBConvSpace,
+    codec,
+    fit_input,
+    join_stages,
+    layer_label,
+    pruned_channels,
+    split_stages,
+    stage_label,
+)
 
 __all__ = ["MobileNet3Space", "MenasMT", "MenasWS", "PRUNE_RATES", "WIDTHS", "BASE_CHANNELS"]
 

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..arch import Architecture
+from ..data.tables import read_table
 from ..errors import InvalidValue, ParseError
-from ..nn.nb201 import EDGES, OPS, CostTerms, PlanStep, macro_plan
+from ..nn.nb201 import EDGES, OPS, CostTerms, NB201Network, PlanStep, macro_plan
 from ..nn.spec import stride_plan
 from ..registry import register_space
 from .base import Dimension, InputShape, SearchSpace
@@ -63,8 +64,6 @@ _EXPECTED = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2| with op in " + ", ".join(OPS)
 @functools.lru_cache(maxsize=1)
 def _index_table() -> tuple[tuple[str, ...], dict[str, int], tuple[str, ...]]:
     """(cell string by index, index by cell string, isomorphism key by index) from the packaged table."""
-    from ..eval.tabular import read_table
-
     table = read_table(TABLE_PATH, required=("arch_index", "arch_str", "nats_unique_str"))
     order = sorted(range(len(table["arch_index"])), key=lambda r: int(table["arch_index"][r]))
     strings = tuple(table["arch_str"][r] for r in order)
@@ -180,8 +179,6 @@ class NB201Space(SearchSpace):
     def build(self, arch: Architecture, input_shape: InputShape | None = None,
               num_classes: int | None = None) -> "nn.Module":
         """The standalone :class:`~nasforge.nn.nb201.NB201Network` for ``arch`` (paper Sec. 2.1)."""
-        from ..nn.nb201 import NB201Network
-
         ops = self.cell_ops(arch)
         plan = self.plan(input_shape, num_classes)
         strides = [s.stride for s in plan if s.kind == "reduce"]

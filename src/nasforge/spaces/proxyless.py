@@ -47,6 +47,7 @@ from typing import Mapping, Sequence
 
 from ..arch import Architecture, Gene
 from ..errors import InvalidValue, ParseError, UnknownName
+from ..nn.analytic import spec_costs
 from ..nn.spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec
 from ..registry import register_space
 from .base import Dimension, InputShape
@@ -171,8 +172,6 @@ class ProxylessSpace(MBConvSpace):
     def _extremes(self) -> tuple[Architecture, Architecture]:
         """(smallest, largest) by FLOPs at the default input. The channel plan is fixed, so a network's FLOPs are
         a sum of per-layer terms and the per-layer minimum / maximum is the global one."""
-        from ..cost.analytic import spec_costs
-
         costs: dict[str, list[int]] = {label: [] for label in self._sets}
         for p in range(max(len(ops) for ops in self._sets.values())):
             arch = self.make({label: ops[min(p, len(ops) - 1)] for label, ops in self._sets.items()})

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 
+from ..registry import STORES
 from .base import INTERRUPTED, TrialStateError, TrialStore
 from .memory import MemoryStore
 from .sqlite import SCHEMA_VERSION, SQLiteStore
+
+STORES.register("sqlite")(SQLiteStore)
+STORES.register("memory")(MemoryStore)
 
 __all__ = ["TrialStore", "TrialStateError", "MemoryStore", "SQLiteStore", "SCHEMA_VERSION", "INTERRUPTED",
            "open_store"]
@@ -24,5 +28,5 @@ __all__ = ["TrialStore", "TrialStateError", "MemoryStore", "SQLiteStore", "SCHEM
 def open_store(path: str | os.PathLike[str] | None, **sqlite_options: object) -> TrialStore:
     """A :class:`SQLiteStore` at ``path``, or a :class:`MemoryStore` when ``path`` is ``None`` or ``":memory:"``."""
     if path is None or str(path) == ":memory:":
-        return MemoryStore()
-    return SQLiteStore(path, **sqlite_options)  # type: ignore[arg-type]
+        return STORES.create("memory")
+    return STORES.create("sqlite", path=path, **sqlite_options)

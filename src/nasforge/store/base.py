@@ -26,7 +26,8 @@ from typing import Any, Mapping
 
 from ..arch import Architecture
 from ..errors import InvalidValue
-from ..trial import Candidate, Result, Trial, TrialState
+from ..io import sha256_file  # lazy: nasforge.io imports torch
+from ..trial import INTERRUPTED, Candidate, Result, Trial, TrialState
 
 __all__ = ["TrialStore", "TrialStateError", "COLUMNS", "INTERRUPTED"]
 
@@ -34,8 +35,6 @@ __all__ = ["TrialStore", "TrialStateError", "COLUMNS", "INTERRUPTED"]
 COLUMNS = ("id", "arch_key", "arch_json", "arch_str", "state", "metrics", "costs", "artifacts", "info",
            "candidate_info", "parents", "generation", "seed", "started_at", "finished_at", "duration",
            "checkpoint", "checkpoint_sha256", "error")
-#: error message given to trials found running after a crash
-INTERRUPTED = "interrupted"
 _STATES = tuple(s.value for s in TrialState)
 
 
@@ -183,8 +182,6 @@ class TrialStore(ABC):
         if checkpoint is not None:
             ckpt = os.fspath(checkpoint)
             if checkpoint_sha256 is None:
-                from ..io import sha256_file  # lazy: nasforge.io imports torch
-
                 if not os.path.isfile(ckpt):
                     raise InvalidValue("checkpoint", ckpt, "an existing file (or pass checkpoint_sha256)")
                 checkpoint_sha256 = sha256_file(ckpt)
@@ -260,8 +257,6 @@ class TrialStore(ABC):
 
     def verify_checkpoint(self, trial: Trial | int) -> bool:
         """True when the trial's checkpoint file exists and its SHA-256 equals the recorded one."""
-        from ..io import sha256_file  # lazy: nasforge.io imports torch
-
         t = self.get(trial) if isinstance(trial, int) else trial
         if t.checkpoint is None or t.checkpoint_sha256 is None:
             raise InvalidValue(f"trial {t.id} checkpoint", None, "a trial completed with a checkpoint")

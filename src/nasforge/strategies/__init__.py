@@ -12,32 +12,17 @@ large-model regularisation) and ``local-search`` (White et al. 2021), the defaul
 """
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-from ..registry import Registry, get_space
+from ..registry import STRATEGIES, get_space
 from ..spaces.base import SearchSpace
-from .base import Constraint, CostFn, Hyper, Strategy
+from .base import Constraint, CostFn, Hyper, Strategy, register_strategy
 
 __all__ = ["STRATEGIES", "DEFAULT_STRATEGY", "register_strategy", "get_strategy", "list_strategies",
            "Strategy", "Constraint", "CostFn", "Hyper"]
 
-S = TypeVar("S", bound=type)
-
-STRATEGIES: Registry[Strategy] = Registry("strategy")
-
 #: the strategy used when none is named (see ``.notes/bench_strategies.md`` for the evidence)
 DEFAULT_STRATEGY = "local-search"
-
-
-def register_strategy(name: str) -> Callable[[S], S]:
-    """Class decorator registering a :class:`Strategy` subclass under ``name`` (and setting its ``name``)."""
-
-    def deco(cls: S) -> S:
-        cls.name = name
-        STRATEGIES.register(name)(cls)
-        return cls
-
-    return deco
 
 
 def get_strategy(name: str, space: SearchSpace | str, *, seed: int, **kwargs: Any) -> Strategy:
@@ -58,8 +43,10 @@ def list_strategies() -> list[str]:
 
 
 # Built-in strategies register themselves on import.
-from . import random_search  # noqa: E402,F401
-from . import evolution  # noqa: E402,F401
-from . import nsga2  # noqa: E402,F401
-from . import local_search  # noqa: E402,F401
-from . import menas  # noqa: E402,F401
+from . import (
+    evolution,  # noqa: E402,F401
+    local_search,  # noqa: E402,F401
+    menas,  # noqa: E402,F401
+    nsga2,  # noqa: E402,F401
+    random_search,  # noqa: E402,F401
+)

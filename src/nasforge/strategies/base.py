@@ -26,16 +26,17 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from ..arch import Architecture
 from ..errors import InvalidArchitecture, InvalidValue
+from ..registry import STRATEGIES
 from ..spaces.base import SearchSpace
 from ..trial import Candidate, Result, Trial, TrialState
 
-__all__ = ["Constraint", "CostFn", "Hyper", "Strategy"]
+__all__ = ["Constraint", "CostFn", "Hyper", "Strategy", "register_strategy"]
 
 CostFn = Callable[[Architecture], Mapping[str, float]]
 STATE_VERSION = 1
@@ -138,7 +139,7 @@ class Strategy(ABC):
     (:class:`Constraint` s, evaluated with ``cost_fn``) and the strategy's hyper-parameters (:attr:`hyper`).
     """
 
-    #: registry name, set by :func:`~nasforge.strategies.register_strategy`
+    #: registry name, set by :func:`register_strategy`
     name: ClassVar[str] = "abstract"
     #: hyper-parameters: name -> :class:`Hyper` (paper names and defaults)
     hyper: ClassVar[dict[str, Hyper]] = {}
@@ -449,3 +450,17 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return _jsonable(x.tolist())
     return x
+
+
+S = TypeVar("S", bound=type)
+
+
+def register_strategy(name: str) -> Callable[[S], S]:
+    """Class decorator registering a :class:`Strategy` subclass under ``name`` (and setting its ``name``)."""
+
+    def deco(cls: S) -> S:
+        cls.name = name
+        STRATEGIES.register(name)(cls)
+        return cls
+
+    return deco

@@ -19,8 +19,7 @@ from ..arch import Architecture
 from ..errors import InvalidValue
 from ..spaces.base import SearchSpace
 from ..trial import Candidate, Trial
-from . import register_strategy
-from .base import Hyper, Strategy
+from .base import Hyper, Strategy, register_strategy
 
 __all__ = ["RegularizedEvolution", "GenerationalStrategy", "SposEvolution", "resample_genes"]
 

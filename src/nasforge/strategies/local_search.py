@@ -17,8 +17,7 @@ from typing import Any, Mapping
 from ..errors import InvalidArchitecture
 from ..spaces.base import SearchSpace
 from ..trial import Candidate, Trial
-from . import register_strategy
-from .base import Hyper, Strategy
+from .base import Hyper, Strategy, register_strategy
 
 __all__ = ["LocalSearch"]
 

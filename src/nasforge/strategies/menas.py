@@ -48,16 +48,17 @@ before fine-tuning); tickets and children record ``inherit_from`` (the trial who
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any, Mapping, Sequence
 
 from ..arch import Architecture
 from ..errors import InvalidArchitecture, InvalidValue, ParseError
+from ..io import write_json
 from ..spaces.base import SearchSpace
-from ..trial import Candidate, Trial, TrialState
-from . import register_strategy
-from .base import Hyper, Strategy
+from ..trial import INTERRUPTED, Candidate, Trial, TrialState
+from .base import Hyper, Strategy, register_strategy
 
-__all__ = ["MenasStrategy", "KINDS", "ranked_tickets", "nominal_budget"]
+__all__ = ["MenasStrategy", "KINDS", "ranked_tickets", "nominal_budget", "menas_summary", "SUMMARY_NAME"]
 
 #: trial kinds of a MENAS search
 KINDS = ("init", "ticket", "child")
@@ -135,6 +136,20 @@ class MenasStrategy(Strategy):
         self._selections: list[dict[str, Any]] = []  # per finished generation: the parents it gave
         self._incoming: list[tuple[Architecture, dict[str, Any]]] = []
 
+    @staticmethod
+    def check_search(search: Any) -> None:
+        """Search-config rule: MENAS needs its evaluator (kind ``menas``: inheritance and lottery tickets live
+        there), and the top-k tickets come from at most K proposals."""
+        evaluator = search.evaluator
+        if evaluator.kind != "menas":
+            raise InvalidValue("evaluator.kind", evaluator.kind, "'menas' with strategy 'menas' (the evaluator "
+                               "inherits parent weights and explores the lottery tickets)")
+        tickets = search.strategy.params.get("lottery_tickets", 2)
+        if isinstance(tickets, int) and tickets > evaluator.proposals:
+            raise InvalidValue("strategy.params.lottery_tickets", tickets,
+                               f"an int <= evaluator.proposals ({evaluator.proposals}): the top-k of K pruning "
+                               "proposals")
+
     def _check_hyper(self, where: str) -> None:
         if not self.hp["size_metric"]:
             raise InvalidValue("size_metric", "", "a cost name, e.g. 'params' or 'flops'", where=where)
@@ -179,10 +194,7 @@ class MenasStrategy(Strategy):
 
     def write_outputs(self, study: Any) -> dict[str, Any]:
         """Study output hook: ``menas.json`` (lineage, per-generation statistics, Pareto fronts of accuracy vs
-        FLOPs / params, lottery-ticket cost; :func:`nasforge.methods.menas.menas_summary`) in the run folder."""
-        from ..io import write_json
-        from ..methods.menas import SUMMARY_NAME, menas_summary
-
+        FLOPs / params, lottery-ticket cost; :func:`menas_summary`) in the run folder."""
         path = study.run_dir / SUMMARY_NAME
         write_json(path, menas_summary(study))
         return {"menas": path}
@@ -350,3 +362,67 @@ class MenasStrategy(Strategy):
             self._selections.append(self._selection(gen))
         self._maybe_advance()
 
+
+# ================================================================================================== menas.json
+#: the MENAS summary file written into the run folder
+SUMMARY_NAME = "menas.json"
+
+
+def _row(t: Trial, by_id: Mapping[int, Trial]) -> dict[str, Any]:
+    """One trial's lineage record."""
+    res = t.result
+    row: dict[str, Any] = {"id": t.id, "kind": t.info.get("kind"), "generation": t.generation,
+                           "parents": list(t.parents), "state": t.state.value, "arch": t.arch.to_dict(),
+                           "accuracy": res.metrics.get("accuracy") if res else None,
+                           "params": res.costs.get("params") if res else None,
+                           "flops": res.costs.get("flops") if res else None,
+                           "checkpoint": t.checkpoint, "checkpoint_sha256": t.checkpoint_sha256, "error": t.error}
+    for key in ("ticket_rank", "proxy_accuracy", "op", "selected_as", "inherit_from"):
+        if key in t.info:
+            row[key] = t.info[key]
+    if t.parents:
+        row["parent_kinds"] = [by_id[p].info.get("kind") if p in by_id else None for p in t.parents]
+    if res is not None and "inherited_from" in res.info:
+        row["inherited_from"] = res.info["inherited_from"]
+    return row
+
+
+def _generation_stats(trials: list[Trial]) -> dict[str, Any]:
+    """Fig. 5 / Fig. 6 in miniature for one generation: sizes, epoch times, best accuracy."""
+    done = [t for t in trials if t.state is TrialState.COMPLETE and t.result is not None]
+    epoch_s = [t.result.info["train_seconds"] / t.result.info["epochs"] for t in done
+               if t.result.info.get("epochs") and t.result.info.get("train_seconds") is not None]
+    kinds = [t.info.get("kind") for t in trials]
+    return {"nets": sum(k in ("init", "child") for k in kinds), "tickets": kinds.count("ticket"),
+            "failed": sum(t.state is TrialState.FAILED and t.error != INTERRUPTED for t in trials),
+            "interrupted": sum(t.error == INTERRUPTED for t in trials),
+            "mean_params": statistics.fmean(t.result.costs["params"] for t in done) if done else None,
+            "mean_flops": statistics.fmean(t.result.costs["flops"] for t in done) if done else None,
+            "mean_epoch_seconds": statistics.fmean(epoch_s) if epoch_s else None,
+            "best_accuracy": max((t.result.metrics["accuracy"] for t in done), default=None)}
+
+
+def menas_summary(study: Any) -> dict[str, Any]:
+    """Lineage, per-generation statistics, evaluated networks and lottery-ticket cost of a MENAS study."""
+    trials = [t for t in study.trials() if t.state is not TrialState.RUNNING]
+    by_id = {t.id: t for t in trials}
+    generations: dict[int, list[Trial]] = {}
+    for t in trials:
+        generations.setdefault(t.generation, []).append(t)
+    selections = {s["generation"]: s for s in getattr(study.strategy, "selections", [])}
+    per_gen = {str(g): {**_generation_stats(ts), "parents_chosen": selections.get(g)}
+               for g, ts in sorted(generations.items())}
+    costs = [t.result.info["lottery_cost"] for t in trials if t.result is not None and "lottery_cost" in t.result.info]
+    # the issue's measure: a net's exploration time over its OWN training time (E_init or E_child epochs)
+    per_net = [c["explore_s"] / c["train_seconds"] for c in costs if c.get("train_seconds")]
+    explore = sum(c["explore_s"] for c in costs)
+    train = sum(t.result.info.get("train_seconds") or 0.0 for t in trials if t.result is not None)
+    finished = [t for t in trials if t.state is TrialState.COMPLETE or t.error != INTERRUPTED]
+    pareto = study.pareto() or {}
+    return {"evaluated_networks": len(finished), "best": study.summary()["best"], "generations": per_gen,
+            "pareto": pareto.get("fronts", {}),
+            "lottery_cost": {"explore_s": explore, "train_s": train,
+                             "share_of_search": explore / (explore + train) if explore + train > 0 else None,
+                             "per_net_fraction_median": statistics.median(per_net) if per_net else None,
+                             "per_net_fraction_max": max(per_net) if per_net else None},
+            "lineage": [_row(t, by_id) for t in trials]}

@@ -3,8 +3,7 @@ Sec. 5 "RS"; Li & Talwalkar 2019)."""
 from __future__ import annotations
 
 from ..trial import Candidate, Trial
-from . import register_strategy
-from .base import Strategy
+from .base import Strategy, register_strategy
 
 __all__ = ["RandomSearch"]
 

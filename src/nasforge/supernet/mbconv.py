@@ -47,8 +47,20 @@ from ..registry import get_space
 from ..spaces.base import InputShape
 from ..spaces.bignas import ResolutionNet
 from ..spaces.mbconv_common import MBConvSpace
-from .elastic import (ConvPlan, Index, LinearPlan, SEPlan, conv_bn_act, conv_plan, crop, crop_index, linear,
-                      linear_plan, se_plan, squeeze_excite)
+from .elastic import (
+    ConvPlan,
+    Index,
+    LinearPlan,
+    SEPlan,
+    conv_bn_act,
+    conv_plan,
+    crop,
+    crop_index,
+    linear,
+    linear_plan,
+    se_plan,
+    squeeze_excite,
+)
 
 __all__ = ["ElasticMBConvSupernet", "Supernet", "PLAN_CACHE_SIZE"]
 

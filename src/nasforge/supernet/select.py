@@ -39,8 +39,11 @@ from tqdm.auto import tqdm
 
 from ..arch import Architecture
 from ..cost import AnalyticCost, MeasuredLatency
+from ..data.load import DataSplits
+from ..data.loader import Batches
 from ..device import resolve_device
-from ..errors import DataError, InvalidValue, ParseError
+from ..errors import DataError, InvalidValue
+from ..export import export_model
 from ..registry import get_space
 from ..spaces.base import InputShape, SearchSpace
 from ..spaces.bignas import BigNASSpace
@@ -54,8 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEPTH_MULTIPLIERS", "WIDTH_MULTIPLIERS", "KERNEL_CONFIGS", "COST_NAMES", "coarse_grid", "Budget",
            "Entry", "ChildEvaluator", "evaluate_child", "FineResult", "fine_search", "Member", "Family",
-           "member_names", "coarse_to_fine", "ExportResult", "export_member", "export_member_from_run",
-           "family_from_run"]
+           "member_names", "coarse_to_fine", "ExportResult", "export_member", "take_batches"]
 
 #: Sec. 4.4's four depth configurations: multiplier ``d`` picks, per stage, depth choice ``round(d * (n - 1))``
 DEPTH_MULTIPLIERS: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -188,7 +190,7 @@ def _x(batch: Any) -> torch.Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def _take(batches: Iterable[Any], n: int, what: str) -> list[Any]:
+def take_batches(batches: Iterable[Any], n: int, what: str) -> list[Any]:
     """The first ``n`` batches as a list, so every child is calibrated on the very same images."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidValue("calib_steps", n, "a positive int")
@@ -217,7 +219,7 @@ class ChildEvaluator:
         if latency is not None and not isinstance(latency, MeasuredLatency):
             raise InvalidValue("latency", type(latency).__name__, "None or a nasforge.cost.MeasuredLatency")
         self.space, self.latency, self.max_batches = space, latency, max_batches
-        self.calib = _take(calib_batches, calib_steps, "calibration batches")
+        self.calib = take_batches(calib_batches, calib_steps, "calibration batches")
         self.val_batches, self.device = val_batches, resolve_device(device)
         self.cost_model = AnalyticCost(space, *_shapes(supernet, space, _x(self.calib[0]), input_shape, num_classes))
         self._costs: dict[str, dict[str, float]] = {}
@@ -322,9 +324,6 @@ def fine_search(evaluator: ChildEvaluator, skeleton: Architecture, budget: Budge
 def _batches(data: "DataSplits | tuple[Iterable[Any], Iterable[Any]]", split: str, batch_size: int, seed: int,
              device: torch.device) -> tuple[Iterable[Any], Iterable[Any]]:
     """Calibration batches (the training split, shuffled with ``seed``, not augmented) and selection batches."""
-    from ..data.load import DataSplits
-    from ..data.loader import Batches
-
     if isinstance(data, DataSplits):
         calib = Batches(data.train, batch_size, train=False, shuffle=True, transform=data.transform(), seed=seed,
                         device=device)
@@ -436,12 +435,10 @@ def export_member(supernet: nn.Module, arch: Architecture, out_dir: str | Path, 
     to 8 calibration images must match PyTorch's within ``atol`` (InvalidValue otherwise, file removed).
     ``input_shape`` defaults to the batches'; ``space_kwargs`` to the table of a non-default BigNAS space.
     """
-    from ..export import export_model
-
     _check_supernet(supernet)
     arch = space.validate(arch)
     dev = resolve_device(device)
-    calib = _take(calib_batches, calib_steps, "calibration batches")
+    calib = take_batches(calib_batches, calib_steps, "calibration batches")
     x = _x(calib[0])[:8].detach().cpu()
     shape = _shapes(supernet, space, x, input_shape, 1)[0]
     child = supernet.extract(arch).to(dev)
@@ -455,56 +452,3 @@ def export_member(supernet: nn.Module, arch: Architecture, out_dir: str | Path, 
         Path(files.pop("onnx")).unlink(missing_ok=True)
         raise InvalidValue("model.onnx max |torch - onnxruntime|", diff, f"<= {atol:g}")
     return ExportResult(files, info["sha256"][Path(files["model"]).name], diff)
-
-
-# ================================================================================================= run folders
-def _open_run(run_dir: str | Path, device: str) -> tuple[Any, BigNASSpace, "DataSplits", nn.Module, list[Any]]:
-    """A trained supernet run folder (``nasforge supernet train``) and its calibration batches."""
-    from ..methods.bignas import open_supernet_run
-    from .train import calibration_batches
-
-    config, space, splits, net = open_supernet_run(run_dir, device)
-    calib = calibration_batches(splits, config.eval_batch_size, config.seed, resolve_device(device))
-    return config, space, splits, net, _take(calib, config.calib_batches, "calibration batches")
-
-
-def _parse(space: SearchSpace, text: str | Architecture) -> Architecture:
-    from ..methods.bignas import parse_child
-
-    return space.validate(text) if isinstance(text, Architecture) else parse_child(space, text)
-
-
-def export_member_from_run(run_dir: str | Path, arch: str | Architecture, out_dir: str | Path, *,
-                           onnx: bool | None = None, device: str = "cpu") -> dict[str, Any]:
-    """:func:`export_member` for child ``arch`` (compact string, JSON, or the name of a member of the run's
-    ``family.json``, e.g. ``M``) of the supernet in ``run_dir``, calibrated
-    on the run's ``calib_batches`` training batches (the ``nasforge export RUN_DIR --arch`` hook)."""
-    config, space, _, net, calib = _open_run(run_dir, device)
-    family = Path(run_dir) / "family.json"
-    if isinstance(arch, str) and family.is_file():  # a member name of `nasforge supernet select` (S, M, L...)
-        try:
-            members = {m["name"]: m["arch"] for m in json.loads(family.read_text()).get("members", [])}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise ParseError("family.json", str(family), "the file written by nasforge supernet select") from None
-        arch = members.get(arch.strip(), arch)
-    child = _parse(space, arch)
-    res = export_member(net, child, out_dir, space=space, calib_batches=calib, calib_steps=len(calib), onnx=onnx,
-                        device=device, meta={"run_dir": str(Path(run_dir).resolve()), "config_name": config.name})
-    return {"arch": space.format(child), "files": ", ".join(sorted(Path(p).name for p in res.files.values())),
-            "onnx max abs diff": res.onnx_max_abs_diff}
-
-
-def family_from_run(run_dir: str | Path, budgets: Sequence[Any], *, n_fine: int = 20, seed: int | None = None,
-                    select_split: str = "val", device: str = "cpu", progress: bool = True,
-                    grid: Mapping[str, Any] | None = None) -> Family:
-    """:func:`coarse_to_fine` on the supernet of ``run_dir`` (calibration as the run's config says), written to
-    ``run_dir/family.json``."""
-    config, space, splits, net, calib = _open_run(run_dir, device)
-    select = splits.loader(select_split, config.eval_batch_size, device=resolve_device(device), train=False)
-    fam = coarse_to_fine(net, space, (calib, select), budgets, seed=config.seed if seed is None else seed,
-                         n_fine=n_fine, calib_steps=len(calib), batch_size=config.eval_batch_size, device=device,
-                         max_batches=config.eval_batches,
-                         grid=grid, progress=progress)
-    fam.info["select_split"] = select_split
-    fam.save(Path(run_dir) / "family.json")
-    return fam

@@ -43,11 +43,19 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tqdm.auto import tqdm
 
 from ..arch import Architecture
+from ..data import Batches
 from ..device import seeded_torch
 from ..errors import DataError, InvalidValue
 from ..io import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from ..train import DivergedError, TrainConfig, build_optimizer, build_scheduler
-from .distributed import DistContext, all_reduce_gradients, all_reduce_mean, broadcast_module, shard
+from .distributed import (
+    DistContext,
+    all_reduce_gradients,
+    all_reduce_mean,
+    broadcast_module,
+    shard,
+)
+from .select import evaluate_child
 
 __all__ = ["StepRecipe", "Child", "ChildRecord", "plan_children", "soft_cross_entropy", "l2_penalty",
            "child_losses", "frozen_bn_stats", "SupernetTrainer", "SupernetResult", "FORMAT", "step_seed",
@@ -233,8 +241,6 @@ def derived_seed(seed: int, tag: int, index: int = 0) -> int:
 def calibration_batches(splits: Any, batch_size: int, seed: int, device: torch.device | str = "cpu") -> Any:
     """Shuffled training batches without augmentation, from a fixed seed: the BN-calibration data (Sec. 3.1) of
     the per-epoch log and of ``nasforge supernet eval`` (every child sees the same batches)."""
-    from ..data import Batches
-
     return Batches(splits.train, batch_size, train=False, transform=splits.transform(), shuffle=True,
                    device=device, seed=derived_seed(seed, 3))
 
@@ -374,8 +380,6 @@ class SupernetTrainer:
     def evaluate_child(self, arch: Architecture, calib: Any = None, scored: Any = None) -> float:
         """Top-1 accuracy (%) of child ``arch`` after BN calibration (Sec. 3.1) on ``calib_batches`` training
         batches (:func:`nasforge.supernet.select.evaluate_child`; the supernet's BN buffers are restored)."""
-        from .select import evaluate_child
-
         if calib is None or scored is None:
             calib, scored = self._eval_loaders()
         return evaluate_child(self.net, arch, calib, scored, calib_steps=self.calib_batches, device=self.device,

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..errors import DataError, InvalidValue, NasforgeError
 from ..device import resolve_device
+from ..errors import DataError, InvalidValue, NasforgeError
 from .checkpoint import load_training_state, restore_training_state, save_training_state
 from .config import TrainConfig
 from .schedules import build_optimizer, build_scheduler

@@ -1,4 +1,7 @@
-"""``nasforge supernet``: train a weight-sharing supernet (BigNAS / SPOS) and evaluate its children.
+"""``nasforge supernet``: train a weight-sharing supernet and evaluate, select or export its children.
+
+The method comes from the config's ``method:`` field (train) or the run folder's ``config.yaml`` (eval, select):
+each registered supernet method (:data:`nasforge.registry.METHODS`, e.g. ``bignas``, ``spos``) provides the steps.
 
 ``nasforge supernet train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--resume]`` trains the supernet a
 config describes (``configs/bignas*.yaml``, ``configs/spos*.yaml``; :mod:`nasforge.methods.bignas`) into a run
@@ -17,11 +20,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
-from .cli import command, emit, int_at_least
-from .errors import InvalidValue
+from ..errors import InvalidValue
+from .base import command, emit, format_table, int_at_least
 
-__all__ = ["cmd_supernet"]
+__all__ = ["cmd_supernet", "method_of_folder"]
 
 
 def _options(p: argparse.ArgumentParser) -> None:
@@ -47,43 +51,63 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int_at_least(0, "--seed"), help="select: seed (default: the run's)")
 
 
+#: the method of a supernet config that names none
+DEFAULT_METHOD = "bignas"
+#: the resolved config a supernet run folder holds
+RUN_CONFIG = "config.yaml"
+
+
+def _method(raw: object, overrides: list[str]) -> Any:
+    """The registered supernet method a raw config (plus ``--set`` overrides) names."""
+    from ..methods import method_of_run
+    from ..schema import apply_overrides
+
+    data = apply_overrides(raw, overrides) if isinstance(raw, dict) else raw
+    return method_of_run(data, DEFAULT_METHOD, kind="supernet")
+
+
+def method_of_folder(run_dir: str | Path) -> Any:
+    """The method that trained the supernet in ``run_dir`` (from its ``config.yaml``)."""
+    from ..schema import read_yaml
+
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise InvalidValue("RUN_DIR", str(run_dir), f"a run folder holding {RUN_CONFIG} (written by nasforge "
+                                                    "supernet train)")
+    return _method(read_yaml(path), [])
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .methods.bignas import CONFIG, load_supernet_config, run_supernet
+    from ..schema import read_yaml
+    from ..supernet.distributed import env_ranks
 
     overrides = list(args.overrides) + (["progress=false"] if args.no_progress else [])
     path = args.path
     if path is None:
         if not (args.resume and args.out):
             raise InvalidValue("CONFIG", None, "a YAML config path (or --resume --out RUN_DIR)")
-        path = str(Path(args.out) / CONFIG)
-    config = load_supernet_config(path, overrides)
+        path = str(Path(args.out) / RUN_CONFIG)
+    method = _method(read_yaml(path), overrides)
+    config = method.load_config(path, overrides)
     if args.resume and not (args.out or config.out):
         raise InvalidValue("--resume", True, "with --out RUN_DIR (the folder of the supernet to continue)")
     out = args.out or config.out or f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = run_supernet(config, out, resume=args.resume)
-    from .supernet.distributed import env_ranks
-
+    result = method.run(config, out, resume=args.resume)
     ranks = env_ranks()
     if ranks is not None and ranks[0] != 0:
         return 0
-    last = result.history[-1] if result.history else {}
-    emit(args, {"run_dir": str(Path(out).resolve()), "method": config.method, "steps": result.steps,
-                "epochs": round(result.epochs_run, 3), "acc_smallest": last.get("acc_smallest"),
-                "acc_largest": last.get("acc_largest"), "seconds": round(result.wall_time_s, 1),
-                "checkpoint_sha256": result.checkpoint_sha256})
+    emit(args, {"run_dir": str(Path(out).resolve()), "method": method.name, **method.summary(result)})
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .methods.bignas import evaluate_arch
-
     if args.path is None:
         raise InvalidValue("RUN_DIR", None, "the run folder of a trained supernet")
     if not args.arch:
         raise InvalidValue("--arch", None, "smallest, largest, or the child's architecture string or JSON")
-    row = evaluate_arch(args.path, args.arch, calib_batches=args.calib_batches, device=args.device,
-                        split=args.split)
-    emit(args, row)
+    evaluate = method_of_folder(args.path).step("evaluate", "supernet eval")
+    emit(args, evaluate(args.path, args.arch, calib_batches=args.calib_batches, device=args.device,
+                        split=args.split))
     return 0
 
 
@@ -98,15 +122,13 @@ def _budget(text: str) -> float | tuple[str, float]:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from .cli import format_table
-    from .supernet.select import family_from_run
-
     if args.path is None:
         raise InvalidValue("RUN_DIR", None, "the run folder of a trained supernet")
     if not args.budgets:
         raise InvalidValue("--budgets", None, "comma-separated budgets, e.g. 0.25,0.5,1.0 or flops:2e8")
     budgets = [_budget(b) for b in args.budgets.split(",") if b.strip()]
-    fam = family_from_run(args.path, budgets, n_fine=args.n_fine, seed=args.seed, select_split=args.split or "val",
+    select = method_of_folder(args.path).step("select", "supernet select")
+    fam = select(args.path, budgets, n_fine=args.n_fine, seed=args.seed, select_split=args.split or "val",
                           device=args.device, progress=False)
     rows = [{"member": m.name, "budget": str(m.budget), "accuracy": round(m.entry.accuracy, 2),
              "flops": m.entry.costs.get("flops"), "params": m.entry.costs.get("params"), "arch": m.entry.text}
@@ -124,7 +146,7 @@ _ACTION_ONLY = {"train": ("overrides", "out", "resume", "no_progress"), "eval": 
                 "select": ("budgets", "seed")}
 
 
-@command("supernet", help="train a BigNAS / SPOS supernet, or evaluate one of its children")
+@command("supernet", help="train a weight-sharing supernet (BigNAS, SPOS...), or evaluate one of its children")
 def cmd_supernet(args: argparse.Namespace) -> int:
     """Train a weight-sharing supernet or evaluate one child of a trained one.
 

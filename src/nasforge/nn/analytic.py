@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..nn.mbconv import check_network_spec
-from ..nn.spec import HeadSpec, MBConvSpec, NetworkSpec
+from .mbconv import check_network_spec
+from .spec import HeadSpec, MBConvSpec, NetworkSpec
 
 __all__ = ["Cost", "conv_out", "block_cost", "head_cost", "spec_costs", "spec_flops", "spec_params"]
 

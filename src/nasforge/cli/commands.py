@@ -1,4 +1,7 @@
-"""Foundation sub-commands of the ``nasforge`` CLI: spaces, sample, cost, train, quickstart."""
+"""Foundation sub-commands of the ``nasforge`` CLI: spaces, sample, cost, data, train, quickstart.
+
+Handlers import what they use (torch, data, training) when they run, so ``nasforge --help`` stays fast.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,16 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .arch import parse
-from .errors import InvalidValue
-from .cli import command, emit, int_at_least, parse_input_shape
-from .registry import get_space, list_spaces
-
-try:  # search-engine commands (search, runs), registered when present
-    from . import cli_search  # noqa: F401
-except ImportError as _exc:  # pragma: no cover - only while the module is missing
-    if "cli_search" not in str(_exc):
-        raise
+from ..arch import parse
+from ..errors import InvalidValue
+from ..registry import get_space, list_spaces
+from .base import command, emit, int_at_least, parse_input_shape
 
 
 def _space_and_input(args: argparse.Namespace):
@@ -72,7 +69,7 @@ cmd_sample.configure = lambda p: (p.add_argument("space", help="space name (see 
 def cmd_cost(args: argparse.Namespace) -> int:
     """Analytic params and FLOPs (FlopCounterMode convention: 2 FLOPs per multiply-add, batch 1) of ARCH in SPACE;
     with --latency also the median latency measured on this machine."""
-    from .cost import costs
+    from ..cost import costs
 
     space, shape, classes = _space_and_input(args)
     arch = parse(args.arch, space.name)
@@ -108,7 +105,7 @@ def _data_options(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _data_config(args: argparse.Namespace, source: str, **extra):
-    from .data import DataConfig
+    from ..data import DataConfig
 
     return DataConfig(source=source, limit=args.limit, seed=args.data_seed, **extra)
 
@@ -116,7 +113,7 @@ def _data_config(args: argparse.Namespace, source: str, **extra):
 @command("data", help="describe a data source: format, split sizes, input shape, classes")
 def cmd_data(args: argparse.Namespace) -> int:
     """Load SOURCE as nasforge would for a search and print what it holds (nothing is written)."""
-    from .data import load_data
+    from ..data import load_data
 
     splits = load_data(_data_config(args, args.source))
     info = splits.info
@@ -137,10 +134,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     its accuracy on the test split (or the validation split when the data has no test split).
 
     With --out DIR the trained state (checkpoint.pt, sha256 in result.json) and the architecture are kept."""
-    from .data import load_data
-    from .eval.train_eval import TrainEvaluator
-    from .io import write_json
-    from .train import TrainConfig
+    from ..data import load_data
+    from ..eval.train_eval import TrainEvaluator
+    from ..io import write_json
+    from ..train import TrainConfig
 
     space = get_space(args.space)
     arch = parse(args.arch, space.name)
@@ -192,8 +189,8 @@ cmd_train.configure = _train_options  # type: ignore[attr-defined]
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """Regularized evolution over small NAS-Bench-201 cells, each trained from scratch for one epoch on the embedded
     Fashion-MNIST subset; prints the best architectures with accuracy, params, FLOPs and measured latency."""
-    from .cost import MeasuredLatency
-    from .study import STORE_NAME, Study, run_quickstart
+    from ..cost import MeasuredLatency
+    from ..study import STORE_NAME, Study, run_quickstart
 
     if (Path(args.out) / STORE_NAME).is_file():  # run before: continue it (a finished one just prints its table)
         print(f"quickstart: continuing the search in {args.out} (use --out for a new one)")
@@ -222,5 +219,3 @@ cmd_quickstart.configure = lambda p: (  # type: ignore[attr-defined]
                    help="override a quickstart config value, e.g. --set budget=10"),
     p.add_argument("--top", type=int, default=5, help="rows in the final table (default 5)"),
     p.add_argument("--no-progress", action="store_true", help="no progress bar"))
-from . import cli_export  # noqa: F401
-from . import cli_supernet  # noqa: F401

@@ -6,7 +6,7 @@ the trial's training checkpoint (verified against the SHA-256 the store recorded
 :func:`nasforge.export.export_model` (``model.pt``, ``arch.json``, ``meta.json``, ``model.onnx``).
 
 Supernet run folders (``supernet.pt`` and no ``trials.sqlite``) are handed to
-``nasforge.supernet.select.export_member_from_run(run_dir, arch, out_dir, onnx=...)`` with ``--arch``.
+the ``export`` step of the method that trained them (``methods.bignas.export_member_from_run``) with ``--arch``.
 """
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from .cli import command, emit, int_at_least
-from .errors import InvalidValue
-from .io import CheckpointError
+from ..errors import InvalidValue
+from ..io import CheckpointError
+from .base import command, emit, int_at_least
+from .supernet import method_of_folder
 
 __all__ = ["export_trial", "cmd_export", "SUPERNET_FILE"]
 
@@ -28,7 +29,7 @@ SUPERNET_FILE = "supernet.pt"
 
 def _run_config(run_dir: Path, store: Any) -> Any:
     """The run's :class:`~nasforge.config.SearchConfig` (``config.yaml``, else the copy kept in the store)."""
-    from .config import config_from_dict, load_config
+    from ..config import config_from_dict, load_config
 
     if (run_dir / "config.yaml").is_file():
         return load_config(run_dir / "config.yaml")
@@ -59,13 +60,13 @@ def _checkpoint_path(trial: Any, run_dir: Path) -> Path:
     if trial.checkpoint is None:
         raise InvalidValue(f"trial {trial.id} checkpoint", None,
                            "a trial trained with checkpoints (evaluator kind 'train' with checkpoints: true)")
-    from .study import trial_checkpoint
+    from ..study import trial_checkpoint
 
     return trial_checkpoint(trial, run_dir)
 
 
 def _state_dict(path: Path, sha256: str | None) -> Mapping[str, Any]:
-    from .io import load_checkpoint
+    from ..io import load_checkpoint
 
     ckpt = load_checkpoint(path, sha256=sha256)
     state = ckpt.get("model") if isinstance(ckpt, Mapping) else None
@@ -79,17 +80,17 @@ def export_trial(run_dir: str | Path, trial: int | None = None, out: str | Path 
                  onnx: bool | None = None, program: bool = False) -> dict[str, Any]:
     """Export trial ``trial`` (default: the best) of the search in ``run_dir`` to ``out`` (default:
     ``RUN_DIR/export/trial-NNNNN``); returns a summary row (trial, arch, metric, files, ONNX parity)."""
-    from .config import TrainEvaluatorConfig, build_evaluator, build_space
-    from .export import build_with_state, export_model
-    from .store import SQLiteStore
-    from .study import STORE_NAME
+    from ..config import build_evaluator, build_space
+    from ..export import build_with_state, export_model
+    from ..store import SQLiteStore
+    from ..study import STORE_NAME
 
     run = Path(run_dir)
     if not (run / STORE_NAME).is_file():
         raise InvalidValue("RUN_DIR", str(run_dir), f"a run folder holding {STORE_NAME} (written by nasforge search)")
     with SQLiteStore(run / STORE_NAME) as store:
         config = _run_config(run, store)
-        if not isinstance(config.evaluator, TrainEvaluatorConfig):
+        if not config.evaluator.exportable:
             raise InvalidValue("RUN_DIR", str(run_dir), f"a run whose trials were trained (evaluator kind 'train'; "
                                f"this one is {config.evaluator.kind!r}, which keeps no weights)")
         t = store.get(_best_id(run, store) if trial is None else trial)
@@ -113,21 +114,14 @@ def export_trial(run_dir: str | Path, trial: int | None = None, out: str | Path 
 
 
 def _export_supernet(args: argparse.Namespace, run: Path) -> int:
-    """The hook for supernet run folders (``nasforge.supernet.select``, imported only here)."""
+    """A supernet run folder: the ``export`` step of the method that trained it."""
     if args.trial is not None:
         raise InvalidValue("--trial", args.trial, "no --trial for a supernet run folder (name the member with --arch)")
     if not args.arch:
         raise InvalidValue("--arch", None, "the architecture to extract from the supernet (string or JSON)")
-    try:
-        from .supernet.select import export_member_from_run
-    except ImportError as exc:
-        if getattr(exc, "name", None) not in ("nasforge.supernet", "nasforge.supernet.select") and \
-                "export_member_from_run" not in str(exc):
-            raise
-        raise InvalidValue("RUN_DIR", str(run), "a search run folder (exporting from a supernet run needs "
-                           "nasforge.supernet.select.export_member_from_run, which this install lacks)") from None
+    export_member = method_of_folder(run).step("export", "export --arch")
     out = Path(args.out) if args.out else run / "export" / "member"
-    result = export_member_from_run(run, args.arch, out, onnx=False if args.no_onnx else None)
+    result = export_member(run, args.arch, out, onnx=False if args.no_onnx else None)
     emit(args, {"out": str(out), **(dict(result) if isinstance(result, Mapping) else {})})
     return 0
 
@@ -139,7 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     (unless --no-onnx or onnxruntime is missing) and meta.json. Rebuild with nasforge.export.load_exported(DIR).
 
     A supernet run folder (supernet.pt, no trials.sqlite) exports the member named by --arch."""
-    from .study import STORE_NAME
+    from ..study import STORE_NAME
 
     run = Path(args.run_dir)
     if not run.is_dir():

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import command, emit
-from .errors import InvalidValue
+from ..errors import InvalidValue
+from .base import command, emit
 
 __all__ = ["cmd_search", "cmd_runs", "open_run"]
 
@@ -50,8 +50,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     The run folder gets trials.sqlite, config.yaml (resolved), best.json, pareto.json (multi-objective
     strategies) and report.html with PNG plots. Ctrl-C stops cleanly; continue with --resume RUN_DIR.
     """
-    from .config import load_config
-    from .study import Study, build_study
+    from ..config import load_config
+    from ..study import Study, build_study
 
     overrides = _executor_overrides(args)
     if args.resume and args.config:
@@ -92,8 +92,8 @@ cmd_search.configure = _search_options  # type: ignore[attr-defined]
 
 def open_run(run_dir: str | Path) -> Any:
     """The :class:`~nasforge.store.SQLiteStore` of a run folder (or of a ``.sqlite`` file); never creates one."""
-    from .store import SQLiteStore
-    from .study import STORE_NAME
+    from ..store import SQLiteStore
+    from ..study import STORE_NAME
 
     path = Path(run_dir)
     db = path / STORE_NAME if path.is_dir() else path

@@ -1,4 +1,4 @@
-"""The ``nasforge`` command line.
+"""Shared pieces of the ``nasforge`` command line: the sub-command registry and the output helpers.
 
 Every sub-command takes ``--format table|json``; user errors print one line (``nasforge: error: ...``) and exit
 with status 2, never a traceback. ``nasforge COMMAND --help`` documents each command.
@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import InvalidValue, NasforgeError
+from ..errors import InvalidValue, NasforgeError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["command", "COMMANDS", "emit", "format_table", "parse_input_shape", "int_at_least",
+           "format_validation_error", "pydantic_error"]
 
 Handler = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], Handler]] = {}
+COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser], Handler]] = {}
 
 
 def command(name: str, help: str) -> Callable[[Handler], Handler]:
@@ -28,7 +28,7 @@ def command(name: str, help: str) -> Callable[[Handler], Handler]:
             return sub.add_parser(name, help=help, description=(fn.__doc__ or help).strip(),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
-        _COMMANDS[name] = (add, fn)
+        COMMANDS[name] = (add, fn)
         return fn
 
     return deco
@@ -102,46 +102,7 @@ def format_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = Non
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------ parser / main
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from . import cli_commands  # noqa: F401  (registers the sub-commands)
-
-    parser = argparse.ArgumentParser(prog="nasforge", description="Neural architecture search on PyTorch.")
-    parser.add_argument("--version", action="version", version=f"nasforge {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (add, fn) in _COMMANDS.items():
-        p = add(sub)
-        p.add_argument("--format", choices=["table", "json"], default="table", help="output format (default: table)")
-        getattr(fn, "configure", lambda p: None)(p)
-        p.set_defaults(handler=fn)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.handler(args) or 0)
-    except NasforgeError as exc:
-        print(f"nasforge: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a path that cannot be created, read or written
-        print(f"nasforge: error: {exc.strerror or exc}: {exc.filename!r}" if exc.filename else
-              f"nasforge: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nasforge: interrupted", file=sys.stderr)
-        return 130
-    except _pydantic_error() as exc:  # config validation: one line per field
-        print(f"nasforge: error: {format_validation_error(exc)}", file=sys.stderr)
-        return 2
-
-
-def _pydantic_error() -> type[BaseException]:
+def pydantic_error() -> type[BaseException]:
     try:
         from pydantic import ValidationError
 

@@ -1,0 +1,74 @@
+"""What a NAS method is to the rest of nasforge: a :class:`Method` entry in :data:`nasforge.registry.METHODS`.
+
+A method is one short pipeline module (``methods/<name>.py``) over the shared parts. It owns its config model and
+declares the steps the command line can run; the CLI (:mod:`nasforge.cli`) knows no method by name, it looks the
+method up by the ``method:`` field of a config or of a run folder's ``config.yaml`` and calls these steps:
+
+* ``kind="search"`` methods run as a search (``nasforge search CONFIG``): a strategy + evaluator pair in a
+  :class:`~nasforge.study.Study` (MENAS). ``check(config)`` rejects a search config that is not theirs.
+* ``kind="supernet"`` methods train a weight-sharing supernet into a run folder (``nasforge supernet train``):
+  ``load_config(path, overrides)``, ``run(config, out, resume=...)``, ``summary(result)`` (the CLI's row), and
+  optionally ``evaluate(run_dir, arch, ...)`` (``supernet eval``), ``select(run_dir, budgets, ...)`` (``supernet
+  select``) and ``export(run_dir, arch, out, onnx=...)`` (``nasforge export RUN_DIR --arch``).
+
+Method modules never import one another (an import-linter ``independence`` contract checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from ..errors import InvalidValue
+from ..registry import METHODS
+
+__all__ = ["Method", "register_method", "get_method", "method_of_run"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered NAS method (module docstring)."""
+
+    name: str
+    kind: Literal["search", "supernet"]
+    #: the paper, as the README cites it
+    paper: str
+    #: the pydantic config model of a run (``SupernetConfig``; a search method's is ``SearchConfig``)
+    config_model: type
+    load_config: Callable[..., Any]
+    run: Callable[..., Any]
+    summary: Callable[[Any], dict[str, Any]] | None = None
+    evaluate: Callable[..., dict[str, Any]] | None = None
+    select: Callable[..., Any] | None = None
+    export: Callable[..., dict[str, Any]] | None = None
+    check: Callable[[Any], Any] | None = None
+
+    def step(self, name: str, command: str) -> Callable[..., Any]:
+        """The step ``name`` (``evaluate`` / ``select`` / ``export``), or a one-line error naming the command."""
+        fn = getattr(self, name)
+        if fn is None:
+            with_step = [m for m in METHODS.names() if getattr(METHODS.factory(m), name) is not None]
+            raise InvalidValue("method", self.name, f"a method with '{command}': {', '.join(with_step)}")
+        return fn
+
+
+def register_method(method: Method) -> Method:
+    """Register ``method`` under its name (the registry maps a name to the :class:`Method` itself)."""
+    METHODS.register(method.name)(method)  # type: ignore[arg-type]
+    return method
+
+
+def get_method(name: str, kind: str | None = None, field: str = "method") -> Method:
+    """The registered method ``name``; with ``kind``, one of that kind (a one-line error naming ``field``)."""
+    if name not in METHODS:
+        raise InvalidValue(field, name, METHODS.names())
+    method: Method = METHODS.factory(name)  # type: ignore[assignment]
+    if kind is not None and method.kind != kind:
+        allowed = [m for m in METHODS.names() if METHODS.factory(m).kind == kind]
+        raise InvalidValue(field, name, allowed)
+    return method
+
+
+def method_of_run(config: dict[str, Any], default: str, kind: str | None = None) -> Method:
+    """The method a (raw) config names in its ``method`` field (``default`` when it names none)."""
+    name = config.get("method", default) if isinstance(config, dict) else default
+    return get_method(str(name), kind)
