@@ -29,8 +29,9 @@ __all__ = ["cmd_supernet", "method_of_folder"]
 
 
 def _options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["train", "eval", "select"],
-                   help="train: train a supernet; eval: score one child; select: coarse-to-fine model family")
+    p.add_argument("action", choices=["train", "eval", "select", "rank"],
+                   help="train: train a supernet; eval: score one child; select: coarse-to-fine model family; "
+                        "rank: rank consistency of one-shot scores against ground truth")
     p.add_argument("path", nargs="?", metavar="CONFIG|RUN_DIR",
                    help="train: the YAML config (optional with --resume); eval: the run folder")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -48,7 +49,16 @@ def _options(p: argparse.ArgumentParser) -> None:
                    "child's FLOPs (0.25) or COST:MAX (flops:2e8, params:1e6)")
     p.add_argument("--n-fine", type=int_at_least(0, "--n-fine"), default=20,
                    help="select: fine-grained mutations around each budget's best skeleton (default 20)")
-    p.add_argument("--seed", type=int_at_least(0, "--seed"), help="select: seed (default: the run's)")
+    p.add_argument("--seed", type=int_at_least(0, "--seed"), help="select / rank: seed (default: the run's / 0)")
+    p.add_argument("--n", type=int_at_least(3, "--n"), default=200, help="rank: architectures sampled (default 200)")
+    p.add_argument("--metric", default=None, help="rank: the ground-truth column (default cifar10_test_hp200 of "
+                                                  "the NB201 table)")
+    p.add_argument("--truth", help="rank: CSV of architectures (column 'arch') and trained accuracies (--metric) "
+                                   "for spaces without a packaged table")
+    p.add_argument("--calib-images", type=int_at_least(1, "--calib-images"), default=1000,
+                   help="rank: training images re-estimating each child's BN statistics (default 1000)")
+    p.add_argument("--score-images", type=int_at_least(1, "--score-images"), default=1000,
+                   help="rank: held-out images scored per child (default 1000)")
 
 
 #: the method of a supernet config that names none
@@ -143,7 +153,25 @@ def _select(args: argparse.Namespace) -> int:
 
 
 _ACTION_ONLY = {"train": ("overrides", "out", "resume", "no_progress"), "eval": ("arch", "calib_batches"),
-                "select": ("budgets", "seed")}
+                "select": ("budgets",), "rank": ("metric", "truth")}
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from ..eval.oneshot import OneShotEvaluator
+    from ..eval.rank import DEFAULT_METRIC, RANK_PLOT, rank_consistency
+
+    if args.path is None:
+        raise InvalidValue("RUN_DIR", None, "the run folder of a trained supernet")
+    evaluator = OneShotEvaluator(args.path, calib_images=args.calib_images, score_images=args.score_images,
+                                 split=args.split, device=args.device)
+    summary = rank_consistency(evaluator, n=args.n, seed=args.seed or 0, metric=args.metric or DEFAULT_METRIC,
+                               truth=args.truth, out_dir=args.path, progress=args.format != "json")
+    keys = ("n", "kendall_tau", "spearman_rho", "params_tau", "flops_tau", "truth_metric", "seconds")
+    emit(args, {k: summary[k] for k in keys})
+    if args.format != "json":
+        print(f"scores of every architecture in {Path(args.path) / 'rank.json'}, scatter plot in "
+              f"{Path(args.path) / RANK_PLOT}")
+    return 0
 
 
 @command("supernet", help="train a weight-sharing supernet (BigNAS, SPOS...), or evaluate one of its children")
@@ -154,6 +182,7 @@ def cmd_supernet(args: argparse.Namespace) -> int:
       nasforge supernet train --resume --out RUN_DIR
       nasforge supernet eval RUN_DIR --arch smallest|largest|ARCH [--calib-batches N]
       nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20] [--seed N]
+      nasforge supernet rank RUN_DIR [--n 200] [--seed 0] [--metric COLUMN | --truth FILE.csv --metric COLUMN]
 
     The run folder gets config.yaml (resolved), supernet.pt (checkpoint), train_log.jsonl (per epoch: losses,
     learning rate, accuracy of the smallest and largest child after BN calibration) and result.json.
@@ -167,7 +196,7 @@ def cmd_supernet(args: argparse.Namespace) -> int:
         if getattr(args, name) not in (None, False, []):
             flag = "--set" if name == "overrides" else "--" + name.replace("_", "-")
             raise InvalidValue(flag, getattr(args, name), f"no {flag} with 'supernet {args.action}'")
-    return {"train": _train, "eval": _eval, "select": _select}[args.action](args)
+    return {"train": _train, "eval": _eval, "select": _select, "rank": _rank}[args.action](args)
 
 
 cmd_supernet.configure = _options  # type: ignore[attr-defined]

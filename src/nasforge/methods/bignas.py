@@ -33,6 +33,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
 
+import torch
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from ..arch import Architecture
@@ -41,11 +42,11 @@ from ..cost import AnalyticCost
 from ..data import DataConfig, load_data
 from ..device import resolve_device, torch_threads
 from ..errors import InvalidValue, ParseError
-from ..io import atomic_write_text, load_checkpoint, lock_folder, write_json
+from ..io import atomic_write_text, lock_folder, write_json
 from ..registry import SPACES, get_space
 from ..schema import STRICT, dump_config, read_yaml, validated
+from ..supernet.run import CHECKPOINT, RESULT, build_supernet_for, open_supernet, run_info, write_run_info
 from ..supernet.distributed import init_distributed, shutdown_distributed
-from ..supernet.mbconv import ElasticMBConvSupernet
 from ..supernet.select import (
     coarse_to_fine,
     evaluate_child,
@@ -75,7 +76,7 @@ __all__ = ["SupernetConfig", "METHOD_DEFAULTS", "load_supernet_config", "superne
            "open_supernet_run", "evaluate_arch", "parse_child", "export_member_from_run", "family_from_run",
            "CHECKPOINT", "LOG", "RESULT", "CONSTANT_ENDING"]
 
-CHECKPOINT, LOG, RESULT, CONFIG = "supernet.pt", "train_log.jsonl", "result.json", "config.yaml"
+LOG, CONFIG = "train_log.jsonl", "config.yaml"
 #: BigNAS Sec. 3.1 / 4.2: the rate is held once it reaches 5% of the initial one ("constant ending")
 CONSTANT_ENDING = 0.05
 
@@ -154,7 +155,16 @@ class SupernetConfig(BaseModel):
         if self.transition_skip and not _has_transition_skips(self.space.name):
             raise InvalidValue("transition_skip", True, f"false or unset for space {self.space.name!r} (only the "
                                "bignas space has stage-transition skip connections)")
+        kind = SPACES.factory(self.space.name).supernet
+        if kind is None or (kind == "choice" and self.method != "spos"):
+            raise InvalidValue("method", self.method, f"'spos' for space {self.space.name!r} (a choice-block "
+                               "supernet: one module per candidate op)" if kind == "choice" else
+                               f"a space with a supernet (space {self.space.name!r} has none)")
         r = self.resolved()
+        if kind == "choice" and (r["sandwich"] or r["zero_init_last_bn"]):
+            raise InvalidValue("sandwich" if r["sandwich"] else "zero_init_last_bn", True,
+                               f"false for the choice-block supernet of {self.space.name!r} (SPOS trains one "
+                               "uniform child per step)")
         if r["inplace_distillation"] and not r["sandwich"]:
             raise InvalidValue("inplace_distillation", True, "false when sandwich is false (the teacher is the "
                                                              "sandwich's largest child)")
@@ -218,12 +228,18 @@ def step_recipe_of(config: SupernetConfig, train_config: "TrainConfig | None" = 
                       decay_norm_and_bias=tc.decay_norm_and_bias)
 
 
-def build_supernet_space(config: SupernetConfig) -> "SearchSpace":
-    """The configured space with the ``transition_skip`` switch (BigNAS Sec. 3.1) passed to it; a BigNAS table
-    may be given as YAML stage mappings (``{widths: [...], depths: [...], kernels, expands, stride}``)."""
+def _space_kwargs(config: SupernetConfig) -> dict[str, Any]:
+    """The space's constructor arguments: the config's, plus the ``transition_skip`` switch where it applies."""
     kwargs = dict(config.space.kwargs)
     if _has_transition_skips(config.space.name):
         kwargs["transition_skip"] = config.value("transition_skip")
+    return kwargs
+
+
+def build_supernet_space(config: SupernetConfig) -> "SearchSpace":
+    """The configured space with the ``transition_skip`` switch (BigNAS Sec. 3.1) passed to it; a BigNAS table
+    may be given as YAML stage mappings (``{widths: [...], depths: [...], kernels, expands, stride}``)."""
+    kwargs = _space_kwargs(config)
     try:
         return get_space(config.space.name, **kwargs)
     except TypeError as exc:
@@ -233,13 +249,11 @@ def build_supernet_space(config: SupernetConfig) -> "SearchSpace":
 
 def build_supernet(config: SupernetConfig, space: "SearchSpace", input_shape: tuple[int, int, int],
                    num_classes: int) -> "nn.Module":
-    """The elastic supernet over ``space`` for the data's input, initialised from the config's seed."""
-    import torch
-
-
+    """The supernet over ``space`` for the data's input, initialised from the config's seed: the elastic MBConv
+    supernet (BigNAS) or, for ``nb201`` / ``proxyless-*``, the choice-block supernet (SPOS)."""
     gen = torch.Generator().manual_seed(derived_seed(config.seed, 4))
-    return ElasticMBConvSupernet(space, input_shape, num_classes, zero_init_last_bn=config.value("zero_init_last_bn"),
-                                 generator=gen)
+    return build_supernet_for(space, input_shape, num_classes, generator=gen,
+                              zero_init_last_bn=config.value("zero_init_last_bn"))
 
 
 @contextlib.contextmanager
@@ -288,6 +302,10 @@ def run_supernet(config: SupernetConfig, out: str | os.PathLike[str], *, resume:
             if ctx.is_main:
                 (run_dir / RESULT).unlink(missing_ok=True)
                 atomic_write_text(run_dir / CONFIG, dump_config(resolved))
+                write_run_info(run_dir, run_info(space, _space_kwargs(config), net, config.data, method=config.method,
+                                                 seed=config.seed, calib_batches=config.calib_batches,
+                                                 eval_batch_size=config.eval_batch_size,
+                                                 eval_batches=config.eval_batches))
             result = trainer.fit(stop_at=stop_at)
             if ctx.is_main and result.steps >= result.total_steps:
                 write_json(run_dir / RESULT, {**result.to_dict(), "checkpoint": CHECKPOINT})
@@ -301,23 +319,13 @@ def open_supernet_run(run_dir: str | os.PathLike[str], device: str = "cpu"
                       ) -> tuple[SupernetConfig, "SearchSpace", "DataSplits", "nn.Module"]:
     """Config, space, data and the trained supernet of a run folder (checkpoint verified against ``result.json``
     when training has finished)."""
-    import json
-
-
     folder = Path(run_dir)
-    if not (folder / CONFIG).is_file() or not (folder / CHECKPOINT).is_file():
+    if not (folder / CONFIG).is_file():
         raise InvalidValue("RUN_DIR", str(run_dir), f"a run folder holding {CONFIG} and {CHECKPOINT} "
                                                     "(written by nasforge supernet train)")
     config = load_supernet_config(folder / CONFIG)
-    sha = None
-    if (folder / RESULT).is_file():
-        sha = json.loads((folder / RESULT).read_text(encoding="utf-8")).get("checkpoint_sha256")
-    ckpt = load_checkpoint(folder / CHECKPOINT, sha256=sha, map_location="cpu")
-    space = build_supernet_space(config)
-    splits = load_data(config.data)
-    net = build_supernet(config, space, splits.input_shape, splits.num_classes)
-    net.load_state_dict(ckpt["model"])
-    return config, space, splits, net.to(resolve_device(device))
+    run = open_supernet(folder, device)
+    return config, run.space, run.splits, run.net
 
 
 def parse_child(space: "SearchSpace", text: str) -> "Architecture":

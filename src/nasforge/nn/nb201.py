@@ -40,7 +40,7 @@ import torch.nn as nn
 from ..errors import InvalidValue
 
 __all__ = ["OPS", "EDGES", "PlanStep", "macro_plan", "CostTerms", "nb201_params", "nb201_flops",
-           "ReLUConvBN", "NB201Cell", "ResidualReduction", "NB201Network"]
+           "ReLUConvBN", "make_op", "NB201Cell", "ResidualReduction", "NB201Network"]
 
 #: the NAS-Bench-201 operation set, in the benchmark's own order
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -155,7 +155,8 @@ class ReLUConvBN(nn.Sequential):
                          nn.BatchNorm2d(out_ch))
 
 
-def _make_op(name: str, channels: int) -> nn.Module | None:
+def make_op(name: str, channels: int) -> nn.Module | None:
+    """The module of NB201 operation ``name`` on ``channels`` channels (``None`` for ``none``)."""
     if name in _CONV_KERNEL:
         return ReLUConvBN(channels, channels, _CONV_KERNEL[name])
     if name == "avg_pool_3x3":
@@ -175,7 +176,7 @@ class NB201Cell(nn.Module):
         if len(ops) != len(EDGES):
             raise InvalidValue("NB201 cell ops", list(ops), f"exactly {len(EDGES)} ops")
         self.ops = tuple(ops)
-        modules = {f"e{i}": _make_op(op, channels) for i, op in enumerate(ops)}
+        modules = {f"e{i}": make_op(op, channels) for i, op in enumerate(ops)}
         self.edges = nn.ModuleDict({k: m for k, m in modules.items() if m is not None})
         #: for each node 1..3, the (edge key, source node) pairs that contribute to it
         self._inputs = [[(f"e{i}", src) for i, (dst, src) in enumerate(EDGES) if dst == node and f"e{i}" in self.edges]

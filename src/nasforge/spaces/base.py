@@ -56,6 +56,10 @@ class SearchSpace(ABC):
     """Base class of every search space. Subclasses register with ``@register_space("name")``."""
 
     name: str = "abstract"
+    #: the weight-sharing supernet this space's architectures live in: ``"elastic"`` (sliced channels, kernels
+    #: and depths: BigNAS / MENAS MBConv spaces), ``"choice"`` (one module per candidate op: SPOS choice blocks)
+    #: or ``None`` (no supernet)
+    supernet: str | None = None
     #: default input (C, H, W) and number of classes used by :meth:`build` and the cost models
     default_input: InputShape = (3, 224, 224)
     default_classes: int = 1000

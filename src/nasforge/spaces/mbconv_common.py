@@ -220,6 +220,8 @@ class MBConvSpace(SearchSpace):
     feature map below 4x4 become stride 1 (front to back), so 28x28x1 and 32x32x3 inputs keep a usable map.
     """
 
+    supernet = "elastic"
+
     @abstractmethod
     def spec(self, arch: Architecture, input_shape: InputShape | None = None,
              num_classes: int | None = None) -> NetworkSpec:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..arch import Architecture
 from ..data.tables import read_table
@@ -98,20 +98,51 @@ class NB201Space(SearchSpace):
     """
 
     name = "nb201"
+    supernet = "choice"
     default_input: InputShape = (3, 32, 32)
     default_classes = 10
 
-    def __init__(self, C: int = 16, N: int = 5) -> None:
+    def __init__(self, C: int = 16, N: int = 5, op_sets: Mapping[str, Sequence[str]] | None = None) -> None:
         for field, value in (("C", C), ("N", N)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidValue(field, value, "a positive int", where="space 'nb201'")
         self.C, self.N = C, N
+        self._sets = self._checked({label: OPS for label in EDGE_LABELS}, op_sets or {})
         self._ops_cache: dict[Architecture, tuple[str, ...]] = {}  # validated arch -> ops (at most 15,625)
         self._terms_cache: dict[tuple[InputShape, int], tuple[list[PlanStep], CostTerms]] = {}
 
+    # ---------------------------------------------------------------------------------------------- op sets
+    def _checked(self, base: Mapping[str, tuple[str, ...]],
+                 op_sets: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+        """``base`` with the edges of ``op_sets`` replaced by non-empty subsets (canonical :data:`OPS` order)."""
+        if not isinstance(op_sets, Mapping):
+            raise InvalidValue("op_sets", op_sets, "a mapping of edge gene label -> operations", where="space 'nb201'")
+        sets = dict(base)
+        for label, ops in op_sets.items():
+            if label not in base:
+                raise InvalidValue("op_sets edge", label, list(base), where="space 'nb201'")
+            if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
+                raise InvalidValue(f"op set of {label!r}", ops, "a non-empty sequence of operations",
+                                   where="space 'nb201'")
+            for op in ops:
+                if op not in base[label]:
+                    raise InvalidValue(f"op set of {label!r}", op, base[label], where="space 'nb201'")
+            sets[label] = tuple(op for op in base[label] if op in set(ops))
+        return sets
+
+    def op_sets(self) -> dict[str, tuple[str, ...]]:
+        """The current operation set of every edge, by gene label (all of :data:`OPS` unless restricted)."""
+        return dict(self._sets)
+
+    def restrict(self, op_sets: Mapping[str, Sequence[str]]) -> "NB201Space":
+        """A space whose edges in ``op_sets`` keep only those operations (PAD-NAS operation pruning); each set
+        must be a non-empty subset of the edge's current set. Same name, ``C`` and ``N``: architectures, the
+        benchmark index and the table work unchanged."""
+        return type(self)(self.C, self.N, self._checked(self._sets, op_sets))
+
     # ---------------------------------------------------------------------------------------------- genes
     def dimensions(self) -> tuple[Dimension, ...]:
-        return tuple(Dimension(label, OPS) for label in EDGE_LABELS)
+        return tuple(Dimension(label, ops) for label, ops in self._sets.items())
 
     def cell_ops(self, arch: Architecture) -> tuple[str, ...]:
         """The six edge operations of ``arch`` in official-string order (validated once, then cached)."""
@@ -196,16 +227,25 @@ class NB201Space(SearchSpace):
         return self._plan_terms(input_shape, num_classes)[1].params(self.cell_ops(arch))
 
     # ---------------------------------------------------------------------------------------------- extremes
+    def _extreme(self, pick: Any) -> Architecture:
+        """Per edge, the allowed op of least / most FLOPs (edges are independent; ties by :data:`OPS` order)."""
+        per_edge = self._plan_terms(None, None)[1].per_edge
+        return self.from_ops([pick(ops, key=lambda op: per_edge[op][1]) for ops in self._sets.values()])
+
     def smallest(self) -> Architecture:
-        """Fewest FLOPs: no conv on any edge (ties broken by op order, so all ``none``)."""
-        return self.from_ops([OPS[0]] * len(EDGES))
+        """Fewest FLOPs: no conv on any edge (ties broken by op order, so all ``none`` in the full space)."""
+        return self._extreme(min)
 
     def largest(self) -> Architecture:
-        """Most FLOPs (and parameters): ``nor_conv_3x3`` on every edge."""
-        return self.from_ops(["nor_conv_3x3"] * len(EDGES))
+        """Most FLOPs (and parameters): ``nor_conv_3x3`` on every edge of the full space."""
+        return self._extreme(max)
 
     def cardinality(self) -> int:
-        return NUM_ARCHS
+        total = 1
+        for ops in self._sets.values():
+            total *= len(ops)
+        return total
 
     def __repr__(self) -> str:
-        return f"<NB201Space 'nb201' C={self.C} N={self.N}>"
+        restricted = sum(len(ops) < len(OPS) for ops in self._sets.values())
+        return f"<NB201Space 'nb201' C={self.C} N={self.N}" + (f" restricted={restricted}>" if restricted else ">")

@@ -98,6 +98,7 @@ class ProxylessSpace(MBConvSpace):
     """
 
     variant: ProxylessVariant = BASIC
+    supernet = "choice"  # one module per candidate op (SPOS / PAD-NAS), not sliced like the other MBConv spaces
     act = "relu6"      # MobileNetV2 / ProxylessNAS; PAD-NAS uses neither SE nor swish (Sec. 4.1)
     head_width = 1280  # Table 1: 1x1 conv to 1280
     dropout = 0.0      # the paper names no classifier dropout
