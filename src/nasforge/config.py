@@ -41,6 +41,7 @@ from .errors import InvalidValue
 from .eval.base import EvaluatorConfig
 from .registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
 from .schema import STRICT, dump_config, read_yaml, validated, validation_error
+from .supernet.lut import load_lut
 from .schema import apply_overrides as apply
 from .strategies import get_strategy
 
@@ -162,6 +163,9 @@ class SearchConfig(BaseModel):
     metric: str = "accuracy"
     mode: Literal["max", "min"] = "max"
     constraints: list[ConstraintConfig] = Field(default_factory=list)
+    #: ``latency_ms`` of constraints and cost objectives from a lookup table instead of measuring each network:
+    #: a ``lut.json`` of ``nasforge latency-table build``, or ``help:DEVICE`` (HELP's NB201 latencies)
+    latency_lut: str | None = None
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     seed: int = Field(0, ge=0)
     device: str = "auto"
@@ -263,6 +267,11 @@ def build_strategy(config: SearchConfig, space: "SearchSpace", evaluator: Any = 
     if needed:
         shape, classes = _cost_shape(config, evaluator)
         lookup = getattr(evaluator, "lookup_costs", None)
+        if config.latency_lut is not None:
+            lut = load_lut(config.latency_lut)
+            if callable(getattr(lut, "check", None)):  # a measured table: for this space and input only
+                lut.check(space, space.resolve_input(shape, classes)[0])
+            lookup = lut.cost
         cost_fn = CostFunction(space, shape, classes, lookup=lookup,
                                latency="latency_ms" in needed and lookup is None)
     constraints = [c.model_dump() for c in config.constraints]

@@ -76,6 +76,13 @@ def cmd_cost(args: argparse.Namespace) -> int:
     kw = {"device": args.device, "backend": args.backend, "threads": args.threads} if args.latency else {}
     out = {"space": space.name, "arch": str(arch), "key": arch.key(), "input": "x".join(map(str, shape)),
            "classes": classes, **costs(space, arch, shape, classes, latency=args.latency, **kw)}
+    if args.lut:
+        from ..supernet.lut import load_lut
+
+        lut = load_lut(args.lut)
+        if hasattr(lut, "check"):
+            lut.check(space, shape)
+        out["latency_ms" if "latency_ms" not in out else "lut_latency_ms"] = lut.latency_ms(arch)
     emit(args, out)
     return 0
 
@@ -88,9 +95,51 @@ def _cost_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch", help="latency backend: torch | onnxruntime")
     p.add_argument("--device", default="cpu", help="latency device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads while measuring")
+    p.add_argument("--lut", help="latency from a lookup table: lut.json (nasforge latency-table build) or "
+                                 "help:DEVICE (HELP's measured NB201 latencies, e.g. help:gold_6226)")
 
 
 cmd_cost.configure = _cost_options  # type: ignore[attr-defined]
+
+
+@command("latency-table", help="build a latency lookup table of a choice space on this device")
+def cmd_latency_table(args: argparse.Namespace) -> int:
+    """Time every unique (operation, input shape) of SPACE on this device and write a lookup table (PAD-NAS Sec.
+    3.2): an architecture's latency is its fixed parts plus the sum of its operations. The table records device,
+    backend, torch version and threads, and its fidelity against end-to-end measurements of --fidelity random
+    architectures (Spearman rho, mean absolute percentage error).
+
+      nasforge latency-table build proxyless-basic --input 3x224x224 --out lut.json [--backend eager|onnxruntime]
+      nasforge cost proxyless-basic ARCH --lut lut.json
+    """
+    from ..supernet.lut import build_lut
+
+    space, shape, classes = _space_and_input(args)
+    if space.supernet != "choice":
+        raise InvalidValue("SPACE", space.name, "a choice space: nb201, proxyless-basic, proxyless-large")
+    backend = {"eager": "torch"}.get(args.backend, args.backend)
+    lut = build_lut(space, shape, classes, backend=backend, threads=args.threads, device=args.device,
+                    fidelity=args.fidelity, out=args.out, progress=args.format != "json")
+    fid = lut.data.get("fidelity") or {}
+    emit(args, {"out": args.out, "space": space.name, "input": "x".join(map(str, shape)), "entries": len(lut.entries),
+                "fixed_ms": round(lut.fixed_ms, 4), "build_seconds": lut.data["build_seconds"],
+                "fidelity_n": fid.get("n"), "spearman_rho": fid.get("spearman_rho"), "mape": fid.get("mape")})
+    return 0
+
+
+def _latency_table_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["build"], help="build: time the operations and write the table")
+    p.add_argument("space", help="a choice space: nb201, proxyless-basic, proxyless-large")
+    _add_input_options(p)
+    p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--backend", default="eager", choices=["eager", "onnxruntime"], help="timing backend")
+    p.add_argument("--threads", type=int_at_least(1, "--threads"), default=1, help="intra-op threads (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--fidelity", type=int_at_least(0, "--fidelity"), default=30,
+                   help="random architectures measured end to end to check the table (default 30; 0 skips)")
+
+
+cmd_latency_table.configure = _latency_table_options  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------------------------ data / train

@@ -1,6 +1,7 @@
 """Rank consistency of a supernet: how well its one-shot scores order architectures, against ground truth.
 
-:func:`rank_consistency` samples ``n`` distinct architectures of the supernet's space (seeded), scores each with
+:func:`rank_consistency` samples ``n`` distinct architectures of the truth table that lie in the supernet's space
+(seeded, uniform), scores each with
 the :class:`~nasforge.eval.oneshot.OneShotEvaluator` and compares with the truth: for ``nb201`` the packaged
 NAS-Bench-201 table (column ``metric``, default ``cifar10_test_hp200``), otherwise a CSV of architectures with
 trained accuracies the user gives (``truth``: columns ``arch`` and ``metric``). It reports Kendall's tau and
@@ -23,24 +24,21 @@ from ..spaces.nb201 import TABLE_PATH
 from .oneshot import OneShotEvaluator
 from .tabular import TabularEvaluator
 
-__all__ = ["rank_consistency", "sample_distinct", "truth_evaluator", "RANK_FILE", "RANK_PLOT"]
+__all__ = ["rank_consistency", "sample_truth", "truth_evaluator", "RANK_FILE", "RANK_PLOT"]
 
 RANK_FILE, RANK_PLOT = "rank.json", "rank.png"
 DEFAULT_METRIC = "cifar10_test_hp200"
 
 
-def sample_distinct(space: Any, n: int, seed: int, keep: Any = None) -> list[Any]:
-    """``n`` distinct architectures drawn uniformly from ``space`` (``keep(arch)`` filters; seeded)."""
-    rng, out, seen, tries = np.random.default_rng(seed), [], set(), 0
-    while len(out) < n:
-        tries += 1
-        if tries > 100 * n + 1000:
-            raise InvalidValue("--n", n, f"at most the {len(out)} distinct architectures found in {tries} draws")
-        arch = space.sample(rng)
-        if arch.key() not in seen and (keep is None or keep(arch)):
-            seen.add(arch.key())
-            out.append(arch)
-    return out
+def sample_truth(space: Any, table: TabularEvaluator, n: int, seed: int) -> list[Any]:
+    """``n`` distinct architectures drawn uniformly (seeded) from those of the truth table that lie in ``space``
+    (with its current op sets); for the full NB201 table that is uniform over the space."""
+    pool = [a for a in table.architectures() if space.contains(a)]
+    if len(pool) < n:
+        raise InvalidValue("--n", n, f"at most {len(pool)} (the architectures of the truth table in space "
+                                     f"{space.name!r})")
+    rng = np.random.default_rng(seed)
+    return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
 
 
 def truth_evaluator(space: Any, metric: str, truth: str | Path | None) -> TabularEvaluator:
@@ -67,7 +65,7 @@ def rank_consistency(evaluator: OneShotEvaluator, *, n: int = 200, seed: int = 0
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:
         raise InvalidValue("--n", n, "an int >= 3")
     table = truth_evaluator(evaluator.space, metric, truth)
-    archs = sample_distinct(evaluator.space, n, seed, keep=lambda a: a in table)
+    archs = sample_truth(evaluator.space, table, n, seed)
     start = time.perf_counter()
     rows = []
     iterator = archs

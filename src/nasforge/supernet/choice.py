@@ -245,6 +245,7 @@ class ProxylessChoiceSupernet(ChoiceSupernet):
                 self.choices[_key(label)] = nn.ModuleDict({op: InvertedResidual(_op_spec(block, op)) for op in ops
                                                            if op != IDENTITY})
             self.head = Head(spec.head)
+        self.head_dropout = self.head.dropout  # one module: the trainer's per-child rate is the head's
         self._init(generator)
 
     def _run(self, x: torch.Tensor, ops: Mapping[str, str]) -> torch.Tensor:
@@ -253,9 +254,7 @@ class ProxylessChoiceSupernet(ChoiceSupernet):
             module = self._op(label, ops)
             if module is not None:
                 x = module(x)
-        h = self.head
-        x = h.act(h.fc(h.flatten(h.pool(h.conv(x)))))
-        return h.classifier(self.head_dropout(x))
+        return self.head(x)
 
     def _child_key(self, key: str, ops: Mapping[str, str], arch: Architecture) -> str:
         m = self._BLOCK_KEY.match(key)
