@@ -145,7 +145,6 @@ def _digits(image_size: int | None) -> Splits:
     """scikit-learn's 8x8 digits (UCI; 1,797 images, pixel counts 0..16 scaled to 0..255)."""
     from sklearn.datasets import load_digits
 
-
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
     ds = ArrayDataset(images, bunch.target, classes=[str(c) for c in bunch.target_names], layout="NHW",

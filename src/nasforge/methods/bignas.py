@@ -379,7 +379,6 @@ def export_member_from_run(run_dir: str | os.PathLike[str], arch: "str | Archite
     ``calib_batches`` training batches (``nasforge export RUN_DIR --arch``)."""
     import json
 
-
     config, space, _, net, calib = _open_run(run_dir, device)
     family = Path(run_dir) / "family.json"
     if isinstance(arch, str) and family.is_file():  # a member name of `nasforge supernet select` (S, M, L...)
