@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 from pydantic import Field
 
@@ -238,6 +238,14 @@ class TabularEvaluatorConfig(EvaluatorConfig):
     extra_metrics: dict[str, str] = Field(default_factory=dict)
     latency_table: str | None = None
     latency_device: str | None = None
+
+    cost_lookup: ClassVar[bool] = True
+
+    def reported(self) -> tuple[set[str], set[str]]:
+        """``accuracy`` (+ ``test_accuracy`` for the packaged table, + the ``extra_metrics`` keys of a user table);
+        ``params``, ``flops`` (+ ``latency_ms`` with a latency table)."""
+        metrics = {"accuracy", "test_accuracy"} if self.table is None else {"accuracy", *self.extra_metrics}
+        return metrics, {"params", "flops"} | ({"latency_ms"} if self.latency_table is not None else set())
 
     def build(self, space: SearchSpace, *, data: Mapping[str, Any] | None, device: str,
               input_shape: tuple[int, int, int] | None, num_classes: int | None) -> "TabularEvaluator":
