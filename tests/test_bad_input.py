@@ -89,6 +89,19 @@ def test_names_the_evaluator_reports_are_accepted(overrides):
     load_config(NB201, overrides)
 
 
+@pytest.mark.parametrize("override, needle", [
+    ("evaluator.latency_table=t.csv", "evaluator.latency_device: got None; allowed: a value: latency_table"),
+    ("evaluator.latency_device=pixel3", "evaluator.latency_table: got None; allowed: a value: latency_table"),
+    ("evaluator.table=t.csv", "evaluator.metric_column: got None; allowed: the table column holding the metric"),
+    ("space=menas-mt", "evaluator.table: got None; allowed: a CSV path (the packaged table is for space 'nb201', "
+                       "not 'menas-mt')"),
+])
+def test_tabular_blocks_are_complete_before_the_run(override, needle):
+    with pytest.raises(InvalidValue) as info:
+        load_config(NB201, [override])
+    assert needle in str(info.value)
+
+
 def test_train_evaluator_allows_measured_latency_constraints_and_user_table_metrics():
     load_config(QUICKSTART, ["constraints=[{name: latency_ms, max: 5}]"])
     raw = {"space": "nb201", "evaluator": {"table": "t.csv", "metric_column": "acc", "extra_metrics": {"loss": "l"}},
