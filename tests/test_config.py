@@ -55,7 +55,7 @@ def test_overrides_parse_yaml_values_and_create_nested_keys():
     assert out["constraints"] == [{"name": "flops", "max": 1.0e8}] and out["name"] == 1e-3
     assert out["evaluator"] == {"kind": "train", "epochs": 0.5} and out["executor"] == {"workers": None}
     assert raw == {"space": "nb201", "strategy": {"name": "random"}}  # the input is not modified
-    config = config_from_dict(raw, ["strategy=nsga2", "evaluator.dataset=cifar100"])
+    config = config_from_dict(raw, ["strategy=nsga2", "strategy.params.cost=flops", "evaluator.dataset=cifar100"])
     assert config.strategy.name == "nsga2" and config.evaluator.dataset == "cifar100"
     assert config.evaluator.kind == "tabular"
 

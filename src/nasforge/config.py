@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 from pydantic import (
-    BaseModel,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -40,10 +40,17 @@ from .data import DataConfig
 from .errors import InvalidValue
 from .eval.base import EvaluatorConfig
 from .registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
-from .schema import STRICT, dump_config, read_yaml, validated, validation_error
-from .supernet.lut import load_lut
+from .schema import (
+    ConfigModel,
+    RunName,
+    dump_config,
+    read_yaml,
+    validated,
+    validation_error,
+)
 from .schema import apply_overrides as apply
 from .strategies import get_strategy
+from .supernet.lut import HELP_DEVICES, load_lut
 
 if TYPE_CHECKING:
     from .execute.base import Executor
@@ -66,10 +73,9 @@ def quoted_choices(names: Sequence[str]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-class SpaceConfig(BaseModel):
+class SpaceConfig(ConfigModel):
     """A registered search space and its constructor arguments (e.g. ``nb201`` with ``C``, ``N``)."""
 
-    model_config = STRICT
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
@@ -81,10 +87,9 @@ class SpaceConfig(BaseModel):
         return v
 
 
-class StrategyConfig(BaseModel):
+class StrategyConfig(ConfigModel):
     """A registered strategy and its hyper-parameters (named as in its paper; see ``nasforge.strategies``)."""
 
-    model_config = STRICT
     name: str = "local-search"  # nasforge.strategies.DEFAULT_STRATEGY (best on the NB201 benchmark)
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -96,10 +101,9 @@ class StrategyConfig(BaseModel):
         return v
 
 
-class ConstraintConfig(BaseModel):
+class ConstraintConfig(ConfigModel):
     """Bounds on one cost (``params``, ``flops``, ``latency_ms``...): ``min <= cost <= max``."""
 
-    model_config = STRICT
     name: str
     min: float | None = None
     max: float | None = None
@@ -113,10 +117,9 @@ class ConstraintConfig(BaseModel):
         return self
 
 
-class ExecutorConfig(BaseModel):
+class ExecutorConfig(ConfigModel):
     """Where trials run: ``local`` (in-process), ``pool`` (``workers`` processes) or ``ray`` (``address``)."""
 
-    model_config = STRICT
     kind: str = "local"
     workers: int | None = Field(None, ge=1)
     address: str = "local"
@@ -148,11 +151,15 @@ def _evaluator_config(raw: Any) -> EvaluatorConfig:
         raise validation_error(exc, root=model, prefix="evaluator.") from None
 
 
-class SearchConfig(BaseModel):
-    """One search: what to search (space), how (strategy), how to score (evaluator), for how long (budget)."""
+class SearchConfig(ConfigModel):
+    """One search: what to search (space), how (strategy), how to score (evaluator), for how long (budget).
 
-    model_config = STRICT
-    name: str = "search"
+    ``name`` is a slug (the default run folder is ``runs/<name>-<time>``; ``out`` / ``--out`` choose any folder).
+    Names are checked against what the evaluator declares it reports (:meth:`reported_names`): ``metric``, each
+    constraint's ``name`` and a strategy's cost objective.
+    """
+
+    name: RunName = "search"
     space: SpaceConfig
     input_shape: tuple[int, int, int] | None = None
     num_classes: int | None = Field(None, ge=1)
@@ -195,6 +202,17 @@ class SearchConfig(BaseModel):
             raise ValueError("three positive ints (channels, height, width)")
         return v
 
+    @field_validator("latency_lut")
+    @classmethod
+    def _lut(cls, v: str | None) -> str | None:
+        if v is not None:
+            if v.startswith("help:"):
+                if v[5:] not in HELP_DEVICES():
+                    raise ValueError(f"help:DEVICE with DEVICE one of {', '.join(HELP_DEVICES())}")
+            elif not Path(v).is_file():
+                raise ValueError("an existing lut.json (nasforge latency-table build) or help:DEVICE")
+        return v
+
     @field_validator("data")
     @classmethod
     def _data(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -210,10 +228,49 @@ class SearchConfig(BaseModel):
         if not ev.uses_data and self.data is not None:
             raise InvalidValue("data", self.data, f"no 'data' block with a {ev.kind} evaluator (it reads no data)")
         ev.check_search(self)
+        self._check_names()
         check = getattr(STRATEGIES.factory(self.strategy.name), "check_search", None)
         if callable(check):
             check(self)
         return self
+
+    def reported_names(self) -> tuple[set[str], set[str], set[str]] | None:
+        """``(metrics, costs, cost function)``: the metric and cost names in every trial's result (what the
+        evaluator declares, :meth:`~nasforge.eval.base.EvaluatorConfig.reported`) and the costs the strategy's cost
+        function gives (:func:`build_strategy`: analytic ``params`` / ``flops``, the costs a table looks up, else a
+        measured ``latency_ms``); ``None`` when the evaluator declares nothing."""
+        ev = self.evaluator
+        declared = ev.reported()
+        if declared is None:
+            return None
+        metrics, costs = set(declared[0]), set(declared[1])
+        cost_fn = {"params", "flops"} | (costs if ev.cost_lookup else {"latency_ms"})
+        if self.latency_lut is not None:
+            cost_fn.add("latency_ms")
+        return metrics, costs, cost_fn
+
+    def _check_names(self) -> None:
+        """``metric`` is in every result (a metric or a cost: :meth:`nasforge.trial.Trial.metric`), constraints name
+        a cost of the cost function, a cost objective (``strategy.params.cost`` of nsga2) is in the results or the
+        cost function."""
+        names = self.reported_names()
+        if names is None:
+            return
+        metrics, costs, cost_fn = names
+        what = f"what evaluator kind {self.evaluator.kind!r} reports"
+        if self.metric not in metrics | costs:
+            raise InvalidValue("metric", self.metric, f"{quoted_choices(sorted(metrics | costs))} ({what})")
+        for i, c in enumerate(self.constraints):
+            if c.name not in cost_fn:
+                raise InvalidValue(f"constraints.{i}.name", c.name, f"{quoted_choices(sorted(cost_fn))} (costs "
+                                   f"of the search's cost function with evaluator kind {self.evaluator.kind!r})")
+        objective = getattr(STRATEGIES.factory(self.strategy.name), "cost_objective", None)
+        if objective:
+            name = self.strategy.params.get("cost", objective)
+            if not isinstance(name, str) or name not in metrics | costs | cost_fn:
+                raise InvalidValue("strategy.params.cost", name,
+                                   f"{quoted_choices(sorted(metrics | costs | cost_fn))} ({what}, or a cost of the "
+                                   "search's cost function)")
 
 
 # ============================================================================================== loading

@@ -1,30 +1,105 @@
 """Config machinery shared by every config model: strict pydantic models, one-line validation errors, YAML files
 and ``--set key.sub=value`` overrides.
 
-Every config of nasforge (a search, a supernet run, an evaluator's block, a method's own settings) is a pydantic
-model with :data:`STRICT` settings (unknown fields are rejected, instances are frozen). :func:`validated` builds one
-from a mapping plus overrides and turns pydantic's error into ONE line naming the field, the value and what is
-allowed, e.g. ``executor.kind: got 'gpu'; allowed: 'local', 'pool' or 'ray'``.
+Every config of nasforge (a search, a supernet run, an evaluator's block, a method's own settings) is a
+:class:`ConfigModel`: a pydantic model with :data:`STRICT` settings (unknown fields are rejected, instances are
+frozen, numbers are finite) whose scalars are taken at their word (``true`` is not the number 1, ``1`` is not
+``true``). :data:`RunName` is the type of a run's ``name`` (a slug: it becomes part of a folder name).
+:func:`validated` builds a config from a mapping plus overrides and turns pydantic's error into ONE line naming the
+field, the value and what is allowed, e.g. ``executor.kind: got 'gpu'; allowed: 'local', 'pool' or 'ray'``.
 """
 from __future__ import annotations
 
 import os
+import re
+import types
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Annotated, Any, Mapping, Sequence, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from .errors import DataError, InvalidValue, NasforgeError, ParseError
 
-__all__ = ["STRICT", "validated", "validation_error", "apply_overrides", "read_yaml", "dump_config", "deep_copy",
-           "parse_scalar"]
+__all__ = ["STRICT", "ConfigModel", "RunName", "scalar_mismatch", "check_run_name", "validated", "validation_error",
+           "apply_overrides", "read_yaml", "dump_config", "deep_copy", "parse_scalar"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: settings of every config model: unknown fields are errors, values are frozen, numbers given for text fields
-#: become text
-STRICT = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+#: become text, float fields hold finite numbers (no nan / inf)
+STRICT = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True, allow_inf_nan=False)
+
+#: a run name: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit (plus: no ``..``)
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _kinds(annotation: Any) -> list[Any]:
+    """The alternatives of a field annotation (``int | None`` -> ``[int, NoneType]``; ``Annotated`` unwrapped)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _kinds(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return [k for arg in get_args(annotation) for k in _kinds(arg)]
+    return [annotation]
+
+
+def scalar_mismatch(annotation: Any, value: Any) -> str | None:
+    """What is allowed when ``value`` is a boolean where ``annotation`` means a number, or a number where it means a
+    boolean (pydantic's lax mode would read ``true`` as 1 and ``1`` as true); ``None`` when there is no such
+    mismatch. Items of tuple / list fields are checked too (``input_shape: [true, 28, 28]``)."""
+    kinds = _kinds(annotation)
+    if Any in kinds:
+        return None
+    if isinstance(value, bool):
+        if bool not in kinds and int in kinds:
+            return "an integer, not true/false"
+        if bool not in kinds and float in kinds:
+            return "a number, not true/false"
+        return None
+    if isinstance(value, (int, float)):
+        if bool in kinds and not {int, float, str} & set(kinds):
+            return "true or false"
+        return None
+    if isinstance(value, (list, tuple)):
+        for kind in kinds:
+            if get_origin(kind) not in (tuple, list):
+                continue
+            args = get_args(kind)
+            items = [args[0]] * len(value) if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis) else args
+            for item, ann in zip(value, items):
+                problem = scalar_mismatch(ann, item)
+                if problem:
+                    return f"items that are each {problem}"
+    return None
+
+
+class ConfigModel(BaseModel):
+    """Base of every config model: :data:`STRICT` settings, and no boolean where a number is meant (``budget:
+    true``) nor a number where a boolean is (``progress: 1``), in every field of every subclass."""
+
+    model_config = STRICT
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        problem = scalar_mismatch(field.annotation, value) if field is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def check_run_name(name: str) -> str:
+    """``name`` when it is a safe run name (a slug that cannot leave ``runs/``), else a ``ValueError``."""
+    if not _RUN_NAME.fullmatch(name) or ".." in name:
+        raise ValueError("a run name of at most 100 letters, digits, '.', '_' or '-', starting with a letter or "
+                         "digit, without '..' (choose any folder with --out)")
+    return name
+
+
+#: the type of a run's ``name`` field (it becomes the folder ``runs/<name>-<time>``)
+RunName = Annotated[str, AfterValidator(check_run_name)]
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:

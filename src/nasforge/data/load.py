@@ -21,9 +21,10 @@ from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import DataError, InvalidValue
+from ..schema import ConfigModel
 from .augment import BatchTransform
 from .dataset import ArrayDataset, split_indices
 from .formats import (
@@ -45,7 +46,7 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_NAMES = ("train", "val", "test")
 
 
-class DataConfig(BaseModel):
+class DataConfig(ConfigModel):
     """Where the data comes from, how it is split and how batches are augmented.
 
     Fractions are of the training pool (the source's training split, or all of it when it has only one split):
@@ -55,7 +56,7 @@ class DataConfig(BaseModel):
     ``flip`` are the training augmentation; ``mean`` / ``std`` default to the training subset's statistics.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(coerce_numbers_to_str=False)  # on top of ConfigModel's (STRICT)
 
     source: str = "embedded"
     format: Literal["auto", "idx", "cifar", "npz", "csv", "image-folder"] = "auto"
@@ -96,6 +97,18 @@ class DataConfig(BaseModel):
             raise InvalidValue("data", type(data).__name__, "a mapping of DataConfig fields")
         return cls(**dict(data))
 
+    def require_split(self, split: Literal["val"], why: str) -> None:
+        """A one-line error when this config leaves the validation split empty whatever the source holds:
+        ``val_fraction`` 0, or too small to give one example of ``limit`` (``why`` says who needs the split). A
+        split that turns out empty once the data is read is a :class:`DataError` of :meth:`DataSplits.__getitem__`."""
+        if split != "val":
+            raise InvalidValue("split", split, ["val"], where="DataConfig.require_split")
+        if self.val_fraction == 0:
+            raise InvalidValue("data.val_fraction", self.val_fraction, f"a fraction > 0 ({why})")
+        if self.limit is not None and round(self.val_fraction * self.limit) < 1:
+            raise InvalidValue("data.val_fraction", self.val_fraction, f"a fraction > {0.5 / self.limit:.3g}, "
+                               f"giving at least one of data.limit {self.limit} examples ({why})")
+
     def check(self) -> None:
         """Cross-field rules pydantic's per-field constraints cannot express."""
         if self.val_fraction + self.test_fraction >= 1.0:
@@ -113,7 +126,10 @@ def _invalid(exc: ValidationError) -> InvalidValue:
     if err.get("type") == "extra_forbidden":
         fields = ", ".join(DataConfig.model_fields)
         return InvalidValue(f"data.{loc}", err.get("input"), f"a DataConfig field: {fields}")
-    return InvalidValue(f"data.{loc}", err.get("input"), err.get("msg", "a valid value"))
+    msg = str(err.get("msg", "a valid value"))
+    for head in ("Input should be ", "Value error, "):
+        msg = msg.removeprefix(head)
+    return InvalidValue(f"data.{loc}", err.get("input"), msg)
 
 
 # ================================================================================================= known sources
@@ -235,7 +251,8 @@ class DataSplits:
             raise InvalidValue("split", split, SPLIT_NAMES)
         ds = getattr(self, split)
         if ds is None:
-            why = "val_fraction is 0" if split == "val" else "the source has no test split and test_fraction is 0"
+            why = ("data.val_fraction gives no example" if split == "val" else
+                   "the source has no test split and data.test_fraction gives no example")
             raise DataError(f"split {split!r}: empty because {why}; allowed: {', '.join(self.available())}")
         return ds
 

@@ -26,11 +26,9 @@ from typing import (
     runtime_checkable,
 )
 
-from pydantic import BaseModel
-
 from ..arch import Architecture
 from ..registry import EVALUATORS
-from ..schema import STRICT
+from ..schema import ConfigModel
 from ..trial import Result
 
 if TYPE_CHECKING:
@@ -85,27 +83,36 @@ class Evaluator(ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-class EvaluatorConfig(BaseModel):
+class EvaluatorConfig(ConfigModel):
     """Base of every evaluator's config block (``evaluator:`` of a search config), registered by ``kind`` in
     :data:`nasforge.registry.EVALUATORS` with :func:`register_evaluator`.
 
     A subclass declares its fields (named as in its paper) and implements :meth:`build`; the class variables say
     what the search around it must provide. The search config (:mod:`nasforge.config`) knows no evaluator by name:
-    it validates the block with the registered model and calls these hooks.
+    it validates the block with the registered model and calls these hooks. :meth:`reported` declares the names in
+    the evaluator's results, so a search's ``metric``, constraints and cost objectives are checked before any trial.
     """
 
-    model_config = STRICT
     kind: str
 
     #: whether the evaluator reads the search's ``data`` block (default ``{source: embedded}`` when it does)
     uses_data: ClassVar[bool] = False
     #: whether the evaluator writes per-trial checkpoints that ``nasforge export`` can rebuild a network from
     exportable: ClassVar[bool] = False
+    #: whether the built evaluator has ``lookup_costs(arch)`` (a table's costs): a search's cost function then takes
+    #: the costs it knows from there and measures no latency (:func:`nasforge.config.build_strategy`)
+    cost_lookup: ClassVar[bool] = False
 
     def build(self, space: "SearchSpace", *, data: Mapping[str, Any] | None, device: str,
               input_shape: tuple[int, int, int] | None, num_classes: int | None) -> Evaluator:
         """The evaluator for ``space`` with the search's data block, device and requested input / classes."""
         raise NotImplementedError
+
+    def reported(self) -> tuple[set[str], set[str]] | None:
+        """``(metric names, cost names)`` that every result of the built evaluator holds (``Result.metrics`` /
+        ``Result.costs``), or ``None`` when undeclared (then a search's metric and cost names are not checked
+        before the run)."""
+        return None
 
     def cost_classes(self) -> int | None:
         """The number of classes the networks are costed for when the evaluator reads no data (``None``: the

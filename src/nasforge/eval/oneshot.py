@@ -123,6 +123,9 @@ class OneShotEvaluatorConfig(EvaluatorConfig):
 
     uses_data: ClassVar[bool] = False
 
+    def reported(self) -> tuple[set[str], set[str]]:
+        return {"accuracy"}, {"params", "flops"}
+
     def build(self, space: SearchSpace, *, data: Mapping[str, Any] | None, device: str,
               input_shape: tuple[int, int, int] | None, num_classes: int | None) -> OneShotEvaluator:
         evaluator = OneShotEvaluator(self.run, calib_images=self.calib_images, score_images=self.score_images,

@@ -28,9 +28,9 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..arch import Architecture
 from ..data.tables import Table, file_key, read_cached, read_table, require_columns
@@ -238,6 +238,29 @@ class TabularEvaluatorConfig(EvaluatorConfig):
     extra_metrics: dict[str, str] = Field(default_factory=dict)
     latency_table: str | None = None
     latency_device: str | None = None
+
+    cost_lookup: ClassVar[bool] = True
+
+    def reported(self) -> tuple[set[str], set[str]]:
+        """``accuracy`` (+ ``test_accuracy`` for the packaged table, + the ``extra_metrics`` keys of a user table);
+        ``params``, ``flops`` (+ ``latency_ms`` with a latency table)."""
+        metrics = {"accuracy", "test_accuracy"} if self.table is None else {"accuracy", *self.extra_metrics}
+        return metrics, {"params", "flops"} | ({"latency_ms"} if self.latency_table is not None else set())
+
+    @model_validator(mode="after")
+    def _table_fields(self) -> "TabularEvaluatorConfig":
+        if self.table is not None and self.metric_column is None:
+            raise InvalidValue("evaluator.metric_column", None, "the table column holding the metric")
+        if (self.latency_table is None) != (self.latency_device is None):
+            raise InvalidValue("evaluator.latency_device" if self.latency_device is None else "evaluator.latency_table",
+                               None, "a value: latency_table (a CSV path) and latency_device (its column) go together")
+        return self
+
+    def check_search(self, search: Any) -> None:
+        """The packaged table holds NAS-Bench-201 architectures: ``table: null`` needs space ``nb201``."""
+        if self.table is None and search.space.name != "nb201":
+            raise InvalidValue("evaluator.table", None, f"a CSV path (the packaged table is for space 'nb201', not "
+                               f"{search.space.name!r})")
 
     def build(self, space: SearchSpace, *, data: Mapping[str, Any] | None, device: str,
               input_shape: tuple[int, int, int] | None, num_classes: int | None) -> "TabularEvaluator":

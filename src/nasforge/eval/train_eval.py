@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
 import numpy as np
 import torch
 import torch.nn as nn
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..arch import Architecture
 from ..data import DataConfig, DataSplits, load_data
@@ -161,6 +161,7 @@ class TrainEvaluator(Evaluator):
             raise InvalidValue("input_shape", list(want_shape), f"the data's shape {list(shape)} (or leave it unset)")
         if want_classes is not None and want_classes < classes:
             raise InvalidValue("num_classes", want_classes, f">= the data's {classes} classes (or leave it unset)")
+        splits[self.split]  # the scored split: empty, it fails now (DataError), not in every trial
         return shape, want_classes or classes  # type: ignore[return-value]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -246,6 +247,28 @@ class TrainEvaluatorConfig(EvaluatorConfig):
 
     uses_data: ClassVar[bool] = True
     exportable: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _recipe(self) -> "TrainEvaluatorConfig":
+        try:
+            TrainConfig.from_recipe(self.recipe, **self.train)  # recipe name and overrides, before any trial
+        except TypeError:  # a key that is not a field name
+            raise InvalidValue("evaluator.train", self.train, "a mapping of TrainConfig fields") from None
+        except InvalidValue as exc:
+            field = "recipe" if exc.field == "recipe" else "train." + exc.field
+            if exc.field == "field":  # an unknown TrainConfig field: its name is the value
+                field, exc = "train", InvalidValue("train", exc.value, "a TrainConfig field: " + ", ".join(exc.allowed))
+            raise InvalidValue("evaluator." + field, exc.value, exc.allowed) from None
+        return self
+
+    def reported(self) -> tuple[set[str], set[str]]:
+        """``accuracy`` (on the validation split); ``params`` and ``flops`` (:meth:`TrainEvaluator.evaluate`)."""
+        return {"accuracy"}, {"params", "flops"}
+
+    def check_search(self, search: Any) -> None:
+        """Candidates are scored on the validation split, so the data must leave one (``val_fraction > 0``)."""
+        DataConfig.from_dict(search.data).require_split("val", f"evaluator kind {self.kind!r} scores candidates "
+                                                               "on the validation split")
 
     def build(self, space: "SearchSpace", *, data: Mapping[str, Any] | None, device: str,
               input_shape: tuple[int, int, int] | None, num_classes: int | None) -> "TrainEvaluator":

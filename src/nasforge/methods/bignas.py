@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
 
 import torch
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..arch import Architecture
 from ..config import SpaceConfig
@@ -44,9 +44,16 @@ from ..device import resolve_device, torch_threads
 from ..errors import InvalidValue, ParseError
 from ..io import atomic_write_text, lock_folder, write_json
 from ..registry import SPACES, get_space
-from ..schema import STRICT, dump_config, read_yaml, validated
-from ..supernet.run import CHECKPOINT, RESULT, build_supernet_for, open_supernet, run_info, write_run_info
+from ..schema import ConfigModel, RunName, dump_config, read_yaml, validated
 from ..supernet.distributed import init_distributed, shutdown_distributed
+from ..supernet.run import (
+    CHECKPOINT,
+    RESULT,
+    build_supernet_for,
+    open_supernet,
+    run_info,
+    write_run_info,
+)
 from ..supernet.select import (
     coarse_to_fine,
     evaluate_child,
@@ -94,19 +101,18 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class SupernetConfig(BaseModel):
+class SupernetConfig(ConfigModel):
     """One supernet training run (fields documented in the module docstring; ``null`` = the method's default).
 
     ``calib_batches``: BN-calibration batches per child for the per-epoch log and ``supernet eval``;
     ``eval_batches``: at most this many batches of ``eval_split`` scored per child (``null``: all);
     ``eval_batch_size``: images per calibration / evaluation batch (independent of the training batch);
     ``checkpoint_every``: steps between checkpoints (also written at every epoch end and at the end);
-    ``backend``: torch.distributed backend under torchrun (auto: nccl on CUDA, gloo on CPU).
+    ``backend``: torch.distributed backend under torchrun (auto: nccl on CUDA, gloo on CPU); ``name``: a slug (the
+    default run folder is ``runs/<name>-<time>``; ``out`` / ``--out`` choose any folder).
     """
 
-    model_config = STRICT
-
-    name: str = "supernet"
+    name: RunName = "supernet"
     method: Literal["bignas", "spos"] = "bignas"
     space: SpaceConfig = Field(default_factory=lambda: SpaceConfig(name="bignas"))
     data: dict[str, Any] = Field(default_factory=lambda: {"source": "embedded"})
@@ -169,6 +175,9 @@ class SupernetConfig(BaseModel):
             raise InvalidValue("inplace_distillation", True, "false when sandwich is false (the teacher is the "
                                                              "sandwich's largest child)")
         train_config_of(self)  # recipe name and train overrides, with a one-line error
+        if self.eval_split == "val":  # children are scored on it after every epoch
+            DataConfig.from_dict(self.data).require_split("val", "eval_split 'val' scores the children on it; or "
+                                                                 "set eval_split: test")
         return self
 
     def resolved(self) -> dict[str, Any]:

@@ -149,6 +149,14 @@ class MenasStrategy(Strategy):
             raise InvalidValue("strategy.params.lottery_tickets", tickets,
                                f"an int <= evaluator.proposals ({evaluator.proposals}): the top-k of K pruning "
                                "proposals")
+        names = search.reported_names()  # (metrics, costs, cost function) or None: undeclared
+        size = search.strategy.params.get("size_metric", MenasStrategy.hyper["size_metric"].default)
+        if names is not None:  # the trial's result costs, else the cost function's (built for constraints)
+            allowed = names[1] | (names[2] if search.constraints else set())
+            if not isinstance(size, str) or size not in allowed:
+                raise InvalidValue("strategy.params.size_metric", size,
+                                   ", ".join(repr(n) for n in sorted(allowed)) + " (a cost the evaluator reports"
+                                   + (" or the constraints' cost function gives)" if search.constraints else ")"))
 
     def _check_hyper(self, where: str) -> None:
         if not self.hp["size_metric"]:

@@ -309,6 +309,7 @@ class SupernetTrainer:
         self.checkpoint_every, self.calib_batches, self.eval_batches = checkpoint_every, calib_batches, eval_batches
         self.eval_batch_size = eval_batch_size
         self.eval_split = eval_split or ("val" if "val" in splits.available() else splits.available()[-1])
+        splits[self.eval_split]  # the split children are scored on: empty, it fails now (DataError), not after an epoch
         self.run_config = dict(run_config or {})
         self.progress = progress and self.dist.is_main
         self.net.to(self.device)

@@ -34,9 +34,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidValue, NasforgeError, UnknownName
+from ..schema import ConfigModel
 
 __all__ = ["TrainConfig", "RECIPES"]
 
@@ -84,14 +85,14 @@ def _as_invalid_value(exc: ValidationError, fields: list[str]) -> NasforgeError:
     return InvalidValue(field, err.get("input"), _allowed_from(err), where="TrainConfig")
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(ConfigModel):
     """How to train one network: optimizer, learning-rate schedule and loss options (frozen, validated).
 
     Invalid values raise :class:`~nasforge.errors.InvalidValue` naming the field, e.g.
     ``lr of TrainConfig: got -1.0; allowed: greater than 0``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(coerce_numbers_to_str=False)  # on top of ConfigModel's (STRICT)
 
     #: ``sgd`` (momentum SGD, LNAS/DCNAS/PAD-NAS/NB201) or ``rmsprop`` (EfficientNet/MENAS/BigNAS).
     optimizer: Literal["sgd", "rmsprop"] = "sgd"
