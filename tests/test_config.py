@@ -70,7 +70,7 @@ def test_overrides_parse_yaml_values_and_create_nested_keys():
      "evaluator.bogus: got 1; allowed: no such field; fields here: arch_column, dataset"),
     ({"space": "nb201", "evaluator": {"kind": "tabular", "protocol": "hp200"}}, [],
      "evaluator.protocol: got 'hp200'; allowed: 'hp12-valid' or 'hp200-test'"),
-    ({"space": "nb201", "evaluator": "oracle"}, [], "evaluator: got {'kind': 'oracle'}; allowed: kind 'menas', 'tabular' or 'train'"),
+    ({"space": "nb201", "evaluator": "oracle"}, [], "evaluator: got {'kind': 'oracle'}; allowed: kind 'menas', 'one-shot', 'tabular' or 'train'"),
     ({"space": "nb201", "budget": 0}, [], "budget: got 0; allowed: greater than or equal to 1"),
     ({"space": "nb201", "constraints": [{"name": "flops"}]}, [], "constraints.0: got {'name': 'flops'}; allowed: at least"),
     ({"space": "nb201", "input_shape": [3, 0, 32]}, [], "input_shape: got [3, 0, 32]; allowed: three positive ints"),
