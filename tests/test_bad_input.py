@@ -126,7 +126,8 @@ def test_declared_names_match_the_results():
     """What each evaluator kind declares (reported, cost_lookup) is what its built evaluator returns / has."""
     space = get_space("nb201", C=4, N=1)
     arch = space.sample(np.random.default_rng(0))
-    assert set(EVALUATORS.names()) == {"tabular", "train", "menas"}  # a new kind: add it here
+    # a new kind: add it here (one-shot is checked in tests/eval/test_oneshot.py, on a trained supernet)
+    assert set(EVALUATORS.names()) == {"tabular", "train", "menas", "one-shot"}
     tabular = load_config(NB201).evaluator
     result = tabular.build(get_space("nb201"), data=None, device="cpu", input_shape=None,
                            num_classes=None).evaluate(arch)

@@ -119,6 +119,9 @@ def test_a_search_scores_with_the_one_shot_evaluator(run_dir, tmp_path):
     try:
         done = study.trials("complete")
         assert len(done) == 6 and all(t.result.info["supernet"] == str(run_dir) for t in done)
+        declared = config.evaluator.reported()  # what the config promises is what every result holds
+        assert all((set(t.result.metrics), set(t.result.costs)) == declared for t in done)
+        assert config.evaluator.cost_lookup is hasattr(study.evaluator, "lookup_costs")
         assert study.best_value() > 20.0
     finally:
         study.close()
