@@ -152,7 +152,7 @@ def rank(args: argparse.Namespace) -> dict[str, Any]:
             out.append(row)
             print(f"rank {name} epochs={epochs}: tau {summary['kendall_tau']:.3f} (params {summary['params_tau']:.3f})"
                   f" rho {summary['spearman_rho']:.3f}; train {trained.get('train_seconds', float('nan')):.0f} s")
-            write_json(RESULTS / "oneshot_rank.partial.json", {"rows": out})
+            write_json(Path(args.work) / "oneshot_rank.partial.json", {"rows": out})
     return {"n": args.n, "rows": out}
 
 
