@@ -136,6 +136,23 @@ def _want_onnx(onnx: Any) -> bool:
     return onnx_available() if onnx is None else bool(onnx)
 
 
+def _checked_inputs(model: Any, arch: Any, meta: Any, space_kwargs: Mapping[str, Any] | None) -> tuple[Any, Architecture]:
+    """The space of ``arch`` (built with ``space_kwargs``) and ``arch`` validated in it; one-line errors."""
+    if not isinstance(model, nn.Module):
+        raise InvalidValue("model", type(model).__name__, "a torch.nn.Module")
+    if not isinstance(arch, Architecture):
+        raise InvalidValue("arch", type(arch).__name__, "a nasforge Architecture")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise InvalidValue("meta", type(meta).__name__, "a mapping (stored in meta.json)")
+    space = _space(arch.space, space_kwargs)
+    try:
+        return space, space.validate(arch)
+    except InvalidArchitecture as exc:  # typically a reduced space whose constructor arguments were not passed
+        raise InvalidValue("space_kwargs", dict(space_kwargs or {}),
+                           f"the constructor arguments of the space {arch.space!r} that arch belongs to ({exc})") \
+            from None
+
+
 def export_model(model: nn.Module, arch: Architecture, out_dir: str | os.PathLike[str], *,
                  input_shape: tuple[int, int, int], example_input: Tensor | None = None, onnx: bool | None = None,
                  meta: Mapping[str, Any] | None = None,
@@ -153,20 +170,8 @@ def export_model(model: nn.Module, arch: Architecture, out_dir: str | os.PathLik
     (``torch.export.load("model.pt2").module()(x)``), checked against the model on ``example_input``; it takes
     tens of seconds, hence opt-in.
     """
-    if not isinstance(model, nn.Module):
-        raise InvalidValue("model", type(model).__name__, "a torch.nn.Module")
-    if not isinstance(arch, Architecture):
-        raise InvalidValue("arch", type(arch).__name__, "a nasforge Architecture")
-    if meta is not None and not isinstance(meta, Mapping):
-        raise InvalidValue("meta", type(meta).__name__, "a mapping (stored in meta.json)")
+    space, arch = _checked_inputs(model, arch, meta, space_kwargs)
     want_onnx = _want_onnx(onnx)
-    space = _space(arch.space, space_kwargs)
-    try:
-        arch = space.validate(arch)
-    except InvalidArchitecture as exc:  # typically a reduced space whose constructor arguments were not passed
-        raise InvalidValue("space_kwargs", dict(space_kwargs or {}),
-                           f"the constructor arguments of the space {arch.space!r} that arch belongs to ({exc})") \
-            from None
     shape = space.resolve_input(input_shape, None)[0]
     x = _example(example_input, shape)
     net = on_device(model, torch.device("cpu"))
