@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from nasforge.eval import TabularEvaluatorConfig, TrainEvaluatorConfig
+from nasforge.eval import TabularEvaluatorConfig
 from nasforge.config import (SearchConfig, apply_overrides,
                              build_evaluator, build_space, build_strategy, config_from_dict, dump_config,
                              load_config, resolved_budget)
 from nasforge.errors import DataError, InvalidValue, NasforgeError, ParseError
 from nasforge.strategies import list_strategies
+from nasforge.train import TrainConfig
 from nasforge.study import QUICKSTART
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -29,15 +31,98 @@ def test_shipped_configs_validate_and_build(path):
     if isinstance(config.evaluator, TabularEvaluatorConfig):
         evaluator = build_evaluator(config, space)
         strategy = build_strategy(config, space, evaluator)
-        assert resolved_budget(config, strategy) >= 1
+        assert resolved_budget(config, strategy) == (config.budget or strategy.budget)
         cands = strategy.ask(3)
         assert all(space.contains(c.arch) for c in cands)
         for c in config.constraints:  # asks respect the config's constraints
             assert all(c.min <= evaluator.evaluate(x.arch).costs[c.name] <= c.max for x in cands)
-    else:
-        assert isinstance(config.evaluator, TrainEvaluatorConfig)  # data is not loaded here (paper configs name
-        # a dataset folder the user provides)
+    elif Path(str(config.data["source"])).is_absolute() and not Path(str(config.data["source"])).exists():
+        # a paper config naming a dataset folder the user provides: building stops at once, naming data.source
+        with pytest.raises(DataError, match=r"^data.source: path '/path/to/.*does not exist"):
+            build_evaluator(config, space).input_spec  # noqa: B018 (the data is loaded on first use)
+    else:  # data that ships (embedded): the evaluator builds, and asks respect the constraints
+        evaluator = build_evaluator(config, space)
+        strategy = build_strategy(config, space, evaluator)
+        shape, classes = evaluator.input_spec
+        for c in config.constraints:
+            assert all(c.min <= space.flops(x.arch, shape, classes) <= c.max for x in strategy.ask(3))
     assert config_from_dict(__import__("yaml").safe_load(dump_config(config))) == config  # YAML round trip
+
+
+def _flops_sample(space, shape, classes, n: int = 200) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.array([space.flops(space.sample(rng), shape, classes) for _ in range(n)], dtype=float)
+
+
+def test_menas_yaml_is_the_papers_search_setting():
+    """configs/menas.yaml against menas.txt ("Overview", "Experimental Details", Table 4): schedule and budget,
+    epochs, the FLOPs window, and the batch size against the recipe's learning rate."""
+    config = load_config(CONFIGS / "menas.yaml")
+    p = config.strategy.params
+    P, C, G, T = p["population_size"], p["num_children"], p["generations"], p["lottery_tickets"]
+    assert (P, p["parent_size"], C, G, T, p["large_model_ratio"]) == (60, 30, 30, 5, 2, 0.2)
+    space = build_space(config)
+    strategy = build_strategy(config, space)  # costs at the config's input_shape / num_classes
+    # budget null = every net of every generation plus its tickets: P (1 + T) + (G - 1) C (1 + T) = N = 540
+    assert config.budget is None and resolved_budget(config, strategy) == P * (1 + T) + (G - 1) * C * (1 + T) == 540
+    ev = config.evaluator
+    assert (ev.epochs_init, ev.epochs_child, ev.epochs_finetune, ev.proposals, ev.weight_sharing) == \
+        (30.0, 20.0, 3.0, 40, True)
+    # "RMSProp ... 0.9 momentum, a total batch size of 1024 ... warmed up from 0 to 0.064, then decayed by 0.97 every
+    # 2.4 epochs": the recipe's rate is per lr_reference_batch images, so the batch must be the paper's 1024
+    tc = TrainConfig.from_recipe(ev.recipe, **ev.train)
+    assert (tc.optimizer, tc.momentum, tc.batch_size) == ("rmsprop", 0.9, 1024)
+    assert tc.effective_lr == pytest.approx(0.064) and tc.warmup_epochs > 0
+    assert (tc.schedule, tc.decay_rate, tc.decay_epochs) == ("exponential", 0.97, 2.4)
+    assert space.build(space.largest(), (3, 32, 32), 10).head.dropout.p == 0.2  # "dropout rate ... last layer 0.2"
+    # FLOPs window: the paper's 1 ~ 1.6 G multiply-adds at 224x224 / 1000 classes, 2 FLOPs per multiply-add here;
+    # step 1 samples random nets within it, so it must hold a fair share of the space (it holds the median)
+    assert (tuple(config.input_shape), config.num_classes) == ((3, 224, 224), 1000)
+    (flops,) = config.constraints
+    assert (flops.name, flops.min, flops.max) == ("flops", 2 * 1.0e9, 2 * 1.6e9)
+    sample = _flops_sample(space, (3, 224, 224), 1000)
+    assert flops.min <= np.median(sample) <= flops.max and np.mean((sample >= flops.min) & (sample <= flops.max)) > 0.1
+    assert all(flops.min <= strategy.costs(c.arch)["flops"] <= flops.max for c in strategy.ask(3))
+
+
+def test_menas_cpu_yaml_is_menas_scaled_down_consistently():
+    config = load_config(CONFIGS / "menas-cpu.yaml")
+    p = config.strategy.params
+    P, C, G, T = p["population_size"], p["num_children"], p["generations"], p["lottery_tickets"]
+    space = build_space(config)
+    strategy = build_strategy(config, space, build_evaluator(config, space))
+    assert config.budget is None and resolved_budget(config, strategy) == P * (1 + T) + (G - 1) * C * (1 + T) == 48
+    ev = config.evaluator
+    assert ev.epochs_init > ev.epochs_child > ev.epochs_finetune  # 30 / 20 / 3 scaled down, in the same order
+    tc = TrainConfig.from_recipe(ev.recipe, **ev.train)
+    assert tc.effective_lr == pytest.approx(0.064 * tc.batch_size / 1024)  # the paper's rate, linearly scaled
+    (flops,) = config.constraints  # "about 5-12 MFLOPs": around the median of the reduced space at 28x28
+    sample = _flops_sample(space, (1, 28, 28), 10)
+    assert flops.min <= np.median(sample) <= flops.max and np.mean((sample >= flops.min) & (sample <= flops.max)) > 0.2
+
+
+def test_supernet_paper_configs_scale_the_recipe_to_their_batch():
+    """bignas.yaml: lr 0.016 per 256 images = 0.256 at batch 4096, held at 5% (0.0128), 5 warm-up epochs;
+    spos.yaml: the PAD-NAS / SPOS setting, lr 0.5 at batch 1024, 120 epochs, linear decay."""
+    from nasforge.methods.bignas import load_supernet_config, train_config_of
+
+    bignas = load_supernet_config(CONFIGS / "bignas.yaml")
+    tc = train_config_of(bignas)
+    assert tc.batch_size == 4096 and tc.effective_lr == pytest.approx(0.256)
+    assert tc.effective_lr * tc.min_lr_ratio == pytest.approx(0.0128) and tc.warmup_epochs == 5.0
+    assert (bignas.value("epochs"), bignas.sandwich_n, bignas.dropout) == (350.0, 2, 0.2)
+    spos = load_supernet_config(CONFIGS / "spos.yaml")
+    tc = train_config_of(spos)
+    assert (tc.batch_size, tc.optimizer, tc.schedule, spos.value("epochs")) == (1024, "sgd", "linear", 120.0)
+    assert tc.effective_lr == pytest.approx(0.5) and tc.weight_decay == pytest.approx(4e-5)
+
+
+def test_spos_evolution_yaml_budget_is_population_times_iterations():
+    config = load_config(CONFIGS / "spos-evolution.yaml")
+    p = config.strategy.params
+    strategy = build_strategy(config, build_space(config))
+    assert config.budget is None and resolved_budget(config, strategy) == p["population_size"] * p["max_iterations"]
+    assert resolved_budget(config, strategy) == 1000 and p["mutation_num"] + p["crossover_num"] == p["population_size"]
 
 
 def test_quickstart_yaml_is_the_builtin_quickstart():

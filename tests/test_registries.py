@@ -95,8 +95,21 @@ def test_evaluator_builds_and_scores_an_architecture_reproducibly(kind, tmp_path
     first = evaluate_trial(built, arch, 7, {"trial_dir": str(tmp_path / "a")}, ("accuracy",))
     again = evaluate_trial(built, arch, 7, {"trial_dir": str(tmp_path / "b")}, ("accuracy",))
     assert first.ok, first.reason
-    assert isinstance(first.result, Result) and 0.0 <= first.result.metrics["accuracy"] <= 100.0
     assert first.result.metrics == again.result.metrics  # same seed, same score
+    # the score is the accuracy of what the evaluator trained (its checkpoint, on the scored split) or, for a
+    # table, the architecture's row whatever the seed
+    ckpt = first.result.artifacts.get("checkpoint")
+    if ckpt is None:
+        assert built.evaluate(arch, seed=123).metrics == first.result.metrics
+    else:
+        from nasforge.io import load_checkpoint
+        from nasforge.train.loop import evaluate
+
+        splits = built.splits()
+        net = space_obj.build(arch, splits.input_shape, splits.num_classes)
+        net.load_state_dict(load_checkpoint(ckpt)["model"])
+        scored = splits.loader(built.split, built.eval_batch_size, train=False)
+        assert first.result.metrics["accuracy"] == pytest.approx(evaluate(net.eval(), scored)["accuracy"])
     with pytest.raises(NasforgeError):
         built.evaluate(get_space("bignas").smallest())  # an architecture of another space: a clear error
 

@@ -2,12 +2,15 @@
 tickets fine-tuned from truncated weights, and a missing or corrupt parent checkpoint failing the trial."""
 from __future__ import annotations
 
+import copy
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from nasforge import get_space
 from nasforge.errors import InvalidValue
@@ -16,7 +19,7 @@ from nasforge.eval.train_eval import init_weights
 from nasforge.io import CheckpointError, load_checkpoint
 from nasforge.strategies import get_strategy
 from nasforge.study import Study
-from nasforge.train import TrainConfig
+from nasforge.train import TrainConfig, calibrate_bn, lr_lambda
 from nasforge.trial import TrialState
 
 SPACE = get_space("menas-mt", base_channels=(16, 24), depths=(1, 2), kernels=(3, 5), expands=(1, 3, 6),
@@ -28,6 +31,12 @@ NET = SPACE.make({"s1.depth": 2, "s1.width": 1.0, "s1.down": True, "s1.l0.kernel
                   "s1.l0.se": True, "s1.l0.prune": 1.0, "s1.l1.kernel": 5, "s1.l1.expand": 3, "s1.l1.se": False,
                   "s1.l1.prune": 1.0, "s2.depth": 1, "s2.width": 1.0, "s2.down": True, "s2.l0.kernel": 3,
                   "s2.l0.expand": 6, "s2.l0.se": False, "s2.l0.prune": 0.9})
+
+
+def _counted_flops(net: torch.nn.Module) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net.eval()(torch.zeros(1, 1, 28, 28))
+    return counter.get_total_flops()
 
 
 def evaluator(**kw) -> MenasEvaluator:
@@ -57,12 +66,16 @@ def test_a_trained_net_reports_its_ranked_lottery_tickets(trained):
     assert len(ranked) == 3  # k proposals, all ranked
     accs = [(-r["accuracy"], r["flops"]) for r in ranked]
     assert accs == sorted(accs)  # best first, ties: fewer FLOPs
-    for r in ranked:  # each is a valid, strictly cheaper pruning of the net, with its analytic costs
-        arch = SPACE.parse(r["arch"])
-        assert r["flops"] == SPACE.flops(arch, (1, 28, 28), 10) < SPACE.flops(NET, (1, 28, 28), 10)
+    net_flops = _counted_flops(SPACE.build(NET, (1, 28, 28), 10))
+    for r in ranked:  # each is a valid pruning of the net: narrower expansion layers, and the FLOPs it removes
+        arch = SPACE.parse(r["arch"])  # are those torch counts on the network built for it
+        mids, net_mids = ([b.mid_ch for b in SPACE.spec(a).blocks] for a in (arch, NET))
+        assert all(m <= n for m, n in zip(mids, net_mids)) and mids != net_mids
+        assert r["flops"] == _counted_flops(SPACE.build(arch, (1, 28, 28), 10)) < net_flops
         assert r["params"] == SPACE.params(arch, (1, 28, 28), 10)
     cost = res.info["lottery_cost"]
-    assert cost["proposals"] == 3 and cost["train_seconds"] == res.info["train_seconds"] > 0
+    assert cost["proposals"] == 3 and cost["train_seconds"] == res.info["train_seconds"]
+    assert cost["explore_s"] >= cost["truncate_s"] + cost["calibrate_s"] + cost["rank_s"]
     assert cost["calib_images"] == 3 * 2 * 32 and cost["rank_images"] == 3 * 40
     again = evaluator().evaluate(NET, seed=1, context={"trial_dir": str(folder.parent / "again")})
     assert again.info["lottery_tickets"] == ranked  # seeded from the trial seed
@@ -122,12 +135,46 @@ def test_a_ticket_is_truncated_recalibrated_and_fine_tuned(trained, tmp_path):
         if name.endswith("weight") or name.endswith("bias"):  # Eq. 1: the leading channels of the parent
             src = parent[name][tuple(slice(0, n) for n in state[name].shape)]
             assert torch.equal(state[name], src), name
-    means = [n for n in report if n.endswith("running_mean")]
-    assert any(not torch.equal(state[n], parent[n][: state[n].shape[0]]) for n in means)  # BN re-calibrated
+    # step 2(c): EVERY BatchNorm layer re-calibrated, from reset statistics, on calib_batches (2) training
+    # batches of the trial's calibration seed: the statistics equal those of a fresh calibration of the same
+    # weights on those batches, and none is the parent's (truncated) statistics any more
+    bns = [n.rsplit(".", 1)[0] for n in report if n.endswith("running_mean")]
+    assert len(bns) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 5
+    reference = copy.deepcopy(model)
+    run = ev._trial_run(ticket, 2, ctx)
+    calib = run.splits.loader("train", RECIPE.batch_size, seed=ev._seeds(run)[0])
+    assert calibrate_bn(reference, calib, 2) == 2
+    ref = reference.state_dict()
+    for bn in bns:
+        for buffer in ("running_mean", "running_var"):
+            name = f"{bn}.{buffer}"
+            assert torch.allclose(state[name], ref[name], rtol=1e-5, atol=1e-6), name
+            assert not torch.equal(state[name], parent[name][: state[name].shape[0]]), name
+        assert int(state[f"{bn}.num_batches_tracked"]) == 2, bn
     out = ev.evaluate(ticket, seed=2, context=ctx)
     assert out.info["kind"] == "ticket" and out.info["bn_calibration_batches"] == 2
     assert out.info["inheritance"]["fresh"] == 0 and "lottery_tickets" not in out.info
     assert out.artifacts["checkpoint"].startswith(str(tmp_path / "00001"))
+
+
+def test_a_ticket_fine_tunes_epochs_finetune_without_the_recipes_warm_up(trained, tmp_path):
+    """Step 2(e): a ticket fine-tunes trained weights for epochs_finetune epochs at the recipe's rate from the first
+    step (no warm-up from 0, which at the recipe's 5 epochs would last the whole fine-tune); init nets warm up."""
+    _, res, _ = trained
+    recipe = RECIPE.model_copy(update={"warmup_epochs": 5.0})
+    ev = evaluator(train_config=recipe, epochs_finetune=1.0)
+    ticket = SPACE.parse(res.info["lottery_tickets"][0]["arch"])
+    out = ev.evaluate(ticket, seed=2, context=parent_context(res, tmp_path / "t", "ticket"))
+    ckpt = load_checkpoint(out.artifacts["checkpoint"])
+    spe = ckpt["position"]["steps_per_epoch"]
+    assert spe == -(-240 // 32) and out.info["steps"] == ckpt["position"]["total_steps"] == spe  # one epoch
+    assert out.info["epochs"] == pytest.approx(1.0)
+    assert ckpt["config"] == {**recipe.model_dump(), "warmup_epochs": 0.0}
+    f = lr_lambda(TrainConfig(**ckpt["config"]), spe, spe)
+    assert [f(s) for s in range(spe)] == [0.97 ** math.floor(s / (2.4 * spe)) for s in range(spe)] == [1.0] * spe
+    assert ckpt["history"][-1]["lr"] == pytest.approx(recipe.effective_lr)  # with the warm-up: 8/40 of it
+    init = ev._trial_run(NET, 1, {"candidate": {"kind": "init"}})
+    assert ev._train_config(init) == recipe  # init (and child) nets keep the recipe's warm-up
 
 
 def test_missing_or_corrupt_parent_checkpoints_fail_the_trial_through_the_study(tmp_path):

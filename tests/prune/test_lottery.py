@@ -1,9 +1,12 @@
 """MENAS lottery tickets: pruning proposals (step a), Eq. 1 exactness, BN re-calibration, ranking (steps b-d)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from nasforge import get_space
 from nasforge.data import DataConfig, load_data
@@ -12,6 +15,8 @@ from nasforge.eval.train_eval import init_weights
 from nasforge.prune import PROPOSAL_RATES, empty_network, explore_lottery_tickets, inherit_weights, pruning_proposals
 from nasforge.spaces.mbconv_common import pruned_channels
 from nasforge.spaces.mobilenet import MobileNet3Space
+from nasforge.train import calibrate_bn
+from nasforge.train.loop import evaluate
 
 SHAPE, CLASSES = (1, 28, 28), 10
 SPACE = MobileNet3Space(base_channels=(16, 24), depths=(1, 2))
@@ -113,6 +118,13 @@ def test_a_space_without_pruning_is_rejected() -> None:
         pruning_proposals(nb, nb.sample(np.random.default_rng(0)), 3, np.random.default_rng(0))
 
 
+def _counted_flops(net: torch.nn.Module) -> int:
+    """FLOPs torch counts on one forward pass of a single image (a multiply-add is 2)."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net.eval()(torch.zeros(1, *SHAPE))
+    return counter.get_total_flops()
+
+
 def _explore(parent, **kw):
     splits = _data()
     args = dict(input_shape=SHAPE, num_classes=CLASSES, calib_batches=splits.loader("train", 32, seed=0),
@@ -127,9 +139,18 @@ def test_explore_ranks_recalibrated_truncations_and_times_them(parent) -> None:
     assert [t.arch for t in res.proposals] == pruning_proposals(SPACE, ARCH, 5, np.random.default_rng(3))
     keys = [(-t.accuracy, t.flops) for t in res.proposals]
     assert len(res.tickets) == 2 and [(-t.accuracy, t.flops) for t in res.tickets] == sorted(keys)[:2]
+    # each proposal's accuracy is that of ITS network: truncated from the parent (Eq. 1), BN re-calibrated on the
+    # first calib_steps calibration batches, then scored on the rank batches (rebuilt here step by step)
+    splits = _data()
+    calib = [x for x, _ in itertools.islice(iter(splits.loader("train", 32, seed=0)), 3)]
     for t in res.proposals:
-        assert 0.0 <= t.accuracy <= 100.0
+        net = empty_network(SPACE, t.arch, SHAPE, CLASSES, "cpu")
+        inherit_weights(net, parent.state_dict(), child_layers=SPACE.layer_modules(t.arch),
+                        parent_layers=SPACE.layer_modules(ARCH))
+        calibrate_bn(net, calib, 3)
+        assert t.accuracy == pytest.approx(evaluate(net.eval(), splits.loader("val", 45))["accuracy"]), t
         assert t.flops == SPACE.flops(t.arch, SHAPE, CLASSES) and t.params == SPACE.params(t.arch, SHAPE, CLASSES)
+    assert len({t.accuracy for t in res.proposals}) > 1  # the ranking has something to rank
     tm = res.timings
     assert all(tm[k] > 0 for k in ("truncate_s", "calibrate_s", "rank_s", "total_s"))
     assert tm["total_s"] >= tm["truncate_s"] + tm["calibrate_s"] + tm["rank_s"]
@@ -137,8 +158,12 @@ def test_explore_ranks_recalibrated_truncations_and_times_them(parent) -> None:
     # the ticket networks: parameters are exactly the parent's leading channels (frozen during calibration),
     # BN running statistics were re-computed on the calibration batches
     P = parent.state_dict()
+    parent_flops = _counted_flops(parent)
+    assert parent_flops == SPACE.flops(ARCH, SHAPE, CLASSES)
     for ticket, net in zip(res.tickets, res.networks):
         assert not net.training and [b.mid_ch for b in net.spec.blocks] == _mids(ticket.arch)
+        # the FLOPs a ticket removes are removed from the network built: counted on it, they are the recorded ones
+        assert _counted_flops(net) == ticket.flops < parent_flops
         for name, p in net.named_parameters():
             assert torch.equal(p, P[name][tuple(slice(0, n) for n in p.shape)]), name
         stats = [(n, b) for n, b in net.named_buffers() if n.endswith("running_mean")]

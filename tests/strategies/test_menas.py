@@ -106,6 +106,57 @@ def test_tickets_come_from_result_info_deduplicated_and_exempt_from_constraints(
     assert any(not lo <= flops[t.arch.key()] <= hi for t in tickets)  # tickets are not held to the constraint
 
 
+def test_real_pruning_tickets_below_the_flops_window_are_still_asked():
+    """The exemption with real lottery tickets: MENAS prunes a net (pruning_proposals on menas-mt), so its tickets
+    have strictly fewer FLOPs than the net and fall below a FLOPs window the net sits in; they are asked all the
+    same (fine-tuned, then parents), in the evaluator's rank order, while every net, children included, stays
+    inside the window."""
+    from nasforge import get_space
+    from nasforge.prune import pruning_proposals
+
+    space = get_space("menas-mt", base_channels=(16, 24), depths=(1, 2), kernels=(3, 5), expands=(3, 6),
+                      widths=(0.5, 1.0))
+    flops = {}
+
+    def cost(arch):
+        if arch.key() not in flops:
+            flops[arch.key()] = float(space.flops(arch, (1, 28, 28), 10))
+        return {"flops": flops[arch.key()], "params": float(space.params(arch, (1, 28, 28), 10))}
+
+    rng = np.random.default_rng(0)
+    lo, hi = np.percentile([cost(space.sample(rng))["flops"] for _ in range(200)], [40, 55])
+    ranked = {}  # net key -> its proposals, best first (here: the cheapest first, as a real ranking might)
+
+    def evaluate(c: Candidate, tid: int) -> Trial:
+        info = {}
+        if c.info["kind"] != "ticket":
+            props = pruning_proposals(space, c.arch, 4, np.random.default_rng(tid))
+            ranked[c.arch.key()] = sorted(props, key=lambda a: cost(a)["flops"])
+            info["lottery_tickets"] = [{"arch": space.format(a), "accuracy": 50.0 - i}
+                                       for i, a in enumerate(ranked[c.arch.key()])]
+        res = Result(metrics={"accuracy": 40.0 + tid % 7}, costs=cost(c.arch), info=info)
+        return Trial(tid, c.arch, TrialState.COMPLETE, res, c.parents, c.generation, info=dict(c.info))
+
+    s = get_strategy("menas", space, seed=0, population_size=4, parent_size=2, num_children=3, generations=2,
+                     lottery_tickets=2, constraints=[Constraint("flops", float(lo), float(hi))], cost_fn=cost)
+    trials: list[Trial] = []
+    while s.can_ask():
+        trials.append(evaluate(s.ask(1)[0], len(trials)))
+        s.tell(trials[-1])
+    by_id = {t.id: t for t in trials}
+    nets = [t for t in trials if t.info["kind"] != "ticket"]
+    tickets = [t for t in trials if t.info["kind"] == "ticket"]
+    assert len(nets) == 4 + 3 and len(tickets) == 2 * len(nets)
+    assert all(lo <= flops[t.arch.key()] <= hi for t in nets)
+    for t in tickets:
+        net = by_id[t.parents[0]]
+        assert t.arch == ranked[net.arch.key()][t.info["ticket_rank"]] and t.info["ticket_rank"] < 2
+        assert flops[t.arch.key()] < flops[net.arch.key()]  # a pruning of its net
+        assert space.prunable_layers(t.arch) == space.prunable_layers(net.arch)
+    below = [t for t in tickets if flops[t.arch.key()] < lo]
+    assert len(below) >= 3 and len(below) < len(tickets), sorted(flops[t.arch.key()] / lo for t in tickets)  # the exemption is exercised
+
+
 def test_proposals_already_asked_or_queued_are_skipped():
     s = make(generations=1)
     a, b = s.ask(2)  # two nets in flight

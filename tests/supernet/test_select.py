@@ -32,8 +32,7 @@ from nasforge.supernet.select import (ChildEvaluator, Family, coarse_grid, coars
 from nasforge.train.bn import bn_layers, calibrate_bn
 from nasforge.train.loop import evaluate
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-CIFAR = DATA / "cifar10_jpeg" / "cifar10_jpeg_train_subset_10k.npz"
+CIFAR = Path("cifar10_jpeg") / "cifar10_jpeg_train_subset_10k.npz"  # in the shared data folder (conftest.py)
 SHAPE = (3, 16, 16)
 
 
@@ -88,10 +87,11 @@ KINDS = ["built"] + (["elastic"] if importlib.util.find_spec("nasforge.supernet.
 
 
 @pytest.fixture(scope="module")
-def splits() -> DataSplits:
-    if not CIFAR.is_file():
-        pytest.skip(f"real data {CIFAR} not found")
-    return load_data(DataConfig(source=str(CIFAR), limit=600, image_size=16, val_fraction=0.2, test_fraction=0.1))
+def splits(shared_data: Path) -> DataSplits:
+    path = shared_data / CIFAR
+    if not path.is_file():
+        pytest.skip(f"real data {path} not found")
+    return load_data(DataConfig(source=str(path), limit=600, image_size=16, val_fraction=0.2, test_fraction=0.1))
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_fine_search_stays_within_budget_and_never_loses_the_skeleton(
     assert 2 <= len(res.evaluated) <= 7 and len({e.arch.key() for e in res.evaluated}) == len(res.evaluated)
     assert all(e.costs["flops"] <= cap for e in res.evaluated) and res.rejected > 0
     assert all(e.costs == AnalyticCost(space, SHAPE, 10).cost(e.arch) for e in res.evaluated)
-    assert res.best.accuracy == max(e.accuracy for e in res.evaluated) >= res.skeleton.accuracy
+    assert res.best is _best_of(res.evaluated)
     again = fine_search(ev, skeleton, ("flops", cap), 6, np.random.default_rng(0), max_genes=2)
     assert [e.arch for e in again.evaluated] == [e.arch for e in res.evaluated]  # seeded
     with pytest.raises(InvalidValue, match="skeleton.*budget"):
@@ -205,25 +205,64 @@ def test_fine_search_stays_within_budget_and_never_loses_the_skeleton(
         fine_search(ev, skeleton, ("flops", cap), 2, 0)  # type: ignore[arg-type]
 
 
+def _best_of(entries: list) -> object:
+    """The most accurate entry; ties: fewer FLOPs, then the earlier one (fine_search's documented order)."""
+    return min(enumerate(entries), key=lambda ie: (-ie[1].accuracy, ie[1].costs["flops"], ie[0]))[1]
+
+
+def test_fine_search_returns_the_best_mutant_when_it_beats_the_skeleton(
+        supernet: tuple[nn.Module, BigNASSpace], batches: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With scripted accuracies (the skeleton the worst, mutants on a coarse scale with ties) the result must be the
+    best mutant, ties to the cheaper: a search that kept the skeleton, or the last / first better mutant, fails."""
+    from nasforge.supernet import select
+
+    net, space = supernet
+    calib, val = batches
+    skeleton = coarse_grid(space, resolutions=(24,), depth_multipliers=(1 / 3,), width_multipliers=(0.0,),
+                           kernel_configs=("large",))[0]
+
+    def scripted(supernet, arch, *args, **kwargs) -> float:
+        return 5.0 if arch == skeleton else 10.0 * (int(arch.key()[:6], 16) % 3 + 1)
+
+    monkeypatch.setattr(select, "evaluate_child", scripted)
+    ev = ChildEvaluator(net, space, calib, val, calib_steps=1, input_shape=SHAPE, num_classes=10)
+    res = fine_search(ev, skeleton, ("flops", 2.0 * ev.costs(skeleton)["flops"]), 8, np.random.default_rng(1))
+    assert len(res.evaluated) == 9 and res.skeleton.accuracy == 5.0
+    top = [e for e in res.evaluated if e.accuracy == 30.0]
+    assert len(top) >= 2 and len({e.costs["flops"] for e in top}) >= 2  # a tie the FLOPs must break
+    assert res.best is _best_of(res.evaluated) and res.best.accuracy == 30.0
+    assert res.best.costs["flops"] == min(e.costs["flops"] for e in top)
+
+
 # ------------------------------------------------------------------------------------------------ family
 GRID = {"resolutions": (32,), "depth_multipliers": (0.0, 1.0), "kernel_configs": ("small", "large")}
 
 
 def test_coarse_to_fine_family_is_ordered_within_budgets_and_round_trips(
-        supernet: tuple[nn.Module, BigNASSpace], splits: DataSplits, tmp_path: Path) -> None:
+        supernet: tuple[nn.Module, BigNASSpace], splits: DataSplits, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     net, space = supernet
+    from nasforge.supernet import select
+
+    searches = []  # every fine search coarse_to_fine ran, with its result
+    real = select.fine_search
+    monkeypatch.setattr(select, "fine_search", lambda *a, **k: searches.append(real(*a, **k)) or searches[-1])
     kwargs = dict(seed=3, n_fine=3, calib_steps=2, batch_size=32, max_batches=1, grid=GRID)
     fam = coarse_to_fine(net, space, splits, [1.0, 0.3, 0.6], **kwargs)
     largest = AnalyticCost(space, SHAPE, 10).cost(space.largest())["flops"]
     assert len(fam.coarse) == 1 * 2 * 2 * 2 and fam.space == "bignas"
     assert [m.name for m in fam.members] == ["S", "M", "L"]
     assert [m.budget.fraction for m in fam.members] == [0.3, 0.6, 1.0]
-    for m in fam.members:
+    assert len(searches) == 3
+    for m, search in zip(fam.members, searches):
         assert m.budget.max == pytest.approx(m.budget.fraction * largest)
         assert m.entry.costs["flops"] <= m.budget.max and m.skeleton.costs["flops"] <= m.budget.max
-        assert m.accuracy >= m.skeleton.accuracy
+        # the member is the best of ITS fine search (skeleton + n_fine mutants), not the skeleton by default
+        assert search.skeleton == m.skeleton and m.fine_evaluated == len(search.evaluated) - 1 == 3
+        assert m.entry is _best_of(search.evaluated)
         feasible = [e for e in fam.coarse if e.costs["flops"] <= m.budget.max]
-        assert m.skeleton.accuracy == max(e.accuracy for e in feasible)
+        assert m.skeleton is _best_of(feasible)
+    assert any(m.entry != m.skeleton for m in fam.members)  # a mutant won somewhere: the fine phase mattered
     assert fam.info["input_shape"] == list(SHAPE) and fam.info["num_classes"] == 10
     assert fam.info["select_split"] == "val"
     data = json.loads(json.dumps(fam.to_dict()))

@@ -12,19 +12,17 @@ from torch import nn
 from nasforge.errors import DataError, InvalidValue
 from nasforge.train import Callback, DivergedError, TrainConfig, TrainState, evaluate, train
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "fashion_mnist"
-
-
-def _idx(prefix: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    images = np.frombuffer(gzip.open(DATA / f"{prefix}-images-idx3-ubyte.gz").read()[16:], np.uint8)
-    labels = np.frombuffer(gzip.open(DATA / f"{prefix}-labels-idx1-ubyte.gz").read()[8:], np.uint8)
+def _idx(folder: Path, prefix: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images = np.frombuffer(gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz").read()[16:], np.uint8)
+    labels = np.frombuffer(gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz").read()[8:], np.uint8)
     x = torch.from_numpy(images.reshape(-1, 1, 28, 28)[:n].astype(np.float32) / 255.0)
     return (x - 0.286) / 0.353, torch.from_numpy(labels[:n].astype(np.int64))
 
 
 @pytest.fixture(scope="module")
-def fmnist() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    return {"train": _idx("train", 2048), "test": _idx("t10k", 1000)}
+def fmnist(shared_data: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    folder = shared_data / "fashion_mnist"
+    return {"train": _idx(folder, "train", 2048), "test": _idx(folder, "t10k", 1000)}
 
 
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
