@@ -51,12 +51,34 @@ def _fields(model: type[BaseModel]) -> dict[str, object]:
     return {k: v for k, v in _SHORT.items() if k in model.model_fields and model.model_fields[k].default is not None}
 
 
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory):
+    """Values for the required fields of evaluator kinds that read a resource: ``run`` (a supernet run folder),
+    here a tiny SPOS supernet over nb201 cells (C=4, N=1) trained for one epoch on digits."""
+    from nasforge.methods.bignas import run_supernet, supernet_config_from_dict
+
+    out = tmp_path_factory.mktemp("resources") / "supernet"
+    run_supernet(supernet_config_from_dict({
+        "method": "spos", "space": {"name": "nb201", "kwargs": {"C": 4, "N": 1}},
+        "data": {"source": "digits", "limit": 300, "val_fraction": 0.3, "test_fraction": 0.0},
+        "recipe": "padnas", "train": {"batch_size": 50}, "epochs": 1, "calib_batches": 1, "eval_batch_size": 50,
+        "checkpoint_every": None, "device": "cpu", "threads": 1, "progress": False}), out)
+    return {"run": str(out)}
+
+
+def _required(model: type[BaseModel], resources: dict[str, str]) -> dict[str, str]:
+    """The resource values for the fields ``model`` requires (a new required field: add a resource above)."""
+    needed = [name for name, f in model.model_fields.items() if f.is_required() and name != "kind"]
+    assert set(needed) <= set(resources), f"no contract resource for required fields {needed}"
+    return {name: resources[name] for name in needed}
+
+
 @pytest.mark.parametrize("kind", EVALUATOR_KINDS)
-def test_evaluator_config_is_registered_strict_and_round_trips(kind):
+def test_evaluator_config_is_registered_strict_and_round_trips(kind, resources):
     model = EVALUATORS.factory(kind)
     assert inspect.isclass(model) and issubclass(model, EvaluatorConfig)
     assert model.model_fields["kind"].default == kind
-    raw = {"space": "nb201", "evaluator": {"kind": kind}}
+    raw = {"space": "nb201", "evaluator": {"kind": kind, **_required(model, resources)}}
     if model.uses_data:
         raw["data"] = {"source": "embedded"}
     config = config_from_dict(raw)
@@ -65,18 +87,18 @@ def test_evaluator_config_is_registered_strict_and_round_trips(kind):
 
     assert config_from_dict(yaml.safe_load(dump_config(config))) == config
     with pytest.raises(InvalidValue) as info:
-        config_from_dict({**raw, "evaluator": {"kind": kind, "no_such_field": 1}})
+        config_from_dict({**raw, "evaluator": {**raw["evaluator"], "no_such_field": 1}})
     assert str(info.value).startswith("evaluator.no_such_field: got 1; allowed: no such field") \
         and "\n" not in str(info.value)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", EVALUATOR_KINDS)
-def test_evaluator_builds_and_scores_an_architecture_reproducibly(kind, tmp_path):
+def test_evaluator_builds_and_scores_an_architecture_reproducibly(kind, tmp_path, resources):
     model = EVALUATORS.factory(kind)
     built = None
     for space in _SETTINGS["space"]:
-        raw = {"space": space, "evaluator": {"kind": kind, **_fields(model)}}
+        raw = {"space": space, "evaluator": {"kind": kind, **_fields(model), **_required(model, resources)}}
         if model.uses_data:
             raw["data"] = _SETTINGS["data"]
         elif space["name"] == "nb201":
