@@ -119,5 +119,5 @@ def test_nb201_space_restrict():
     with pytest.raises(InvalidArchitecture):
         r.from_ops(["nor_conv_3x3"] * 6)
     assert r.index(r.largest()) == space.index(space.from_ops(r.cell_ops(r.largest())))
-    with pytest.raises(InvalidValue, match="op_sets edge"):
+    with pytest.raises(InvalidValue, match="op_sets edge of space 'nb201': got 'e9'"):
         space.restrict({"e9": ["none"]})

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..arch import Architecture, Gene
-from ..errors import InvalidArchitecture, InvalidValue
+from ..errors import InvalidArchitecture, InvalidValue, UnknownName
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
-__all__ = ["Dimension", "SearchSpace", "InputShape", "same_choice"]
+__all__ = ["Dimension", "SearchSpace", "InputShape", "same_choice", "checked_op_sets"]
 
 InputShape = tuple[int, int, int]  # (channels, height, width)
 
@@ -249,3 +249,23 @@ class SearchSpace(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def checked_op_sets(base: Mapping[str, tuple[str, ...]], op_sets: Any, where: str,
+                    position: str = "layer") -> dict[str, tuple[str, ...]]:
+    """``base`` (position label -> allowed ops) with the positions of ``op_sets`` replaced by non-empty subsets,
+    in ``base``'s canonical order; one-line errors naming the position and op (spaces with op sets that shrink:
+    PAD-NAS operation pruning)."""
+    if not isinstance(op_sets, Mapping):
+        raise InvalidValue("op_sets", op_sets, f"a mapping of {position} gene label -> operations", where=where)
+    sets = dict(base)
+    for label, ops in op_sets.items():
+        if label not in base:
+            raise UnknownName(f"op_sets {position}", label, list(base), where=where)
+        if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
+            raise InvalidValue(f"op set of {label!r}", ops, "a non-empty sequence of operations", where=where)
+        for op in ops:
+            if op not in base[label]:
+                raise InvalidValue(f"op set of {label!r}", op, base[label], where=where)
+        sets[label] = tuple(op for op in base[label] if op in set(ops))
+    return sets

@@ -41,7 +41,7 @@ from ..errors import InvalidValue, ParseError
 from ..nn.nb201 import EDGES, OPS, CostTerms, NB201Network, PlanStep, macro_plan
 from ..nn.spec import stride_plan
 from ..registry import register_space
-from .base import Dimension, InputShape, SearchSpace
+from .base import Dimension, InputShape, SearchSpace, checked_op_sets
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -115,20 +115,7 @@ class NB201Space(SearchSpace):
     def _checked(self, base: Mapping[str, tuple[str, ...]],
                  op_sets: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
         """``base`` with the edges of ``op_sets`` replaced by non-empty subsets (canonical :data:`OPS` order)."""
-        if not isinstance(op_sets, Mapping):
-            raise InvalidValue("op_sets", op_sets, "a mapping of edge gene label -> operations", where="space 'nb201'")
-        sets = dict(base)
-        for label, ops in op_sets.items():
-            if label not in base:
-                raise InvalidValue("op_sets edge", label, list(base), where="space 'nb201'")
-            if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
-                raise InvalidValue(f"op set of {label!r}", ops, "a non-empty sequence of operations",
-                                   where="space 'nb201'")
-            for op in ops:
-                if op not in base[label]:
-                    raise InvalidValue(f"op set of {label!r}", op, base[label], where="space 'nb201'")
-            sets[label] = tuple(op for op in base[label] if op in set(ops))
-        return sets
+        return checked_op_sets(base, op_sets, "space 'nb201'", position="edge")
 
     def op_sets(self) -> dict[str, tuple[str, ...]]:
         """The current operation set of every edge, by gene label (all of :data:`OPS` unless restricted)."""

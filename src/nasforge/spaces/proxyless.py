@@ -46,11 +46,11 @@ from functools import cached_property
 from typing import Mapping, Sequence
 
 from ..arch import Architecture, Gene
-from ..errors import InvalidValue, ParseError, UnknownName
+from ..errors import ParseError
 from ..nn.analytic import spec_costs
 from ..nn.spec import ConvSpec, HeadSpec, MBConvSpec, NetworkSpec
 from ..registry import register_space
-from .base import Dimension, InputShape
+from .base import Dimension, InputShape, checked_op_sets
 from .bignas import parse_block
 from .mbconv_common import MBConvSpace, codec, fit_input, join_stages, split_stages
 
@@ -129,21 +129,7 @@ class ProxylessSpace(MBConvSpace):
     def _checked(self, base: Mapping[str, tuple[str, ...]],
                  op_sets: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
         """``base`` with the layers of ``op_sets`` replaced by validated subsets (canonical order)."""
-        if not isinstance(op_sets, Mapping):
-            raise InvalidValue("op_sets", op_sets, "a mapping of layer gene label -> operations",
-                               where=f"space {self.name!r}")
-        sets = dict(base)
-        for label, ops in op_sets.items():
-            if label not in base:
-                raise UnknownName("op_sets layer", label, list(base), where=f"space {self.name!r}")
-            if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
-                raise InvalidValue(f"op set of {label!r}", ops, "a non-empty sequence of operations",
-                                   where=f"space {self.name!r}")
-            for op in ops:
-                if op not in base[label]:
-                    raise InvalidValue(f"op set of {label!r}", op, base[label], where=f"space {self.name!r}")
-            sets[label] = tuple(op for op in base[label] if op in set(ops))
-        return sets
+        return checked_op_sets(base, op_sets, f"space {self.name!r}")
 
     def op_sets(self) -> dict[str, tuple[str, ...]]:
         """The current operation set of every layer, by gene label (``{"l0.op": ("k3_e1", ...), ...}``)."""
