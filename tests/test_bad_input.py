@@ -164,6 +164,19 @@ def test_an_empty_validation_split_found_when_the_data_loads_fails_before_any_tr
     assert not (tmp_path / "run").exists()
 
 
+
+@pytest.mark.parametrize("config", [QUICKSTART, CONFIGS / "menas-cpu.yaml"], ids=["train", "menas"])
+@pytest.mark.parametrize("classes", [1000, 11, 9])
+def test_num_classes_other_than_the_datas_fails_before_any_trial(tmp_path, capsys, config, classes):
+    """Issue 16: a head wider than the data's classes (a 1000-way head on the 10-class embedded set) was accepted
+    silently; fewer classes were already refused. Both stop before a run folder exists, in one line."""
+    run = tmp_path / "run"
+    err = _cli_error(["search", str(config), "--set", f"num_classes={classes}", "--set", "budget=1",  # budget:
+                      "--out", str(run), "--no-progress"], capsys)  # a regression fails after one trial, not a search
+    assert f"num_classes: got {classes}; allowed: the data's 10 classes (or leave it unset)" in err
+    assert not run.exists()
+
+
 # ------------------------------------------------------------------------------------ booleans and numbers
 @pytest.mark.parametrize("override, needle", [
     ("seed=true", "seed: got True; allowed: an integer, not true/false"),

@@ -122,6 +122,8 @@ def test_resume_continues_a_run(tmp_path, capsys):
     (["supernet", "train", "{config}", "--device", "cuda:3"], "--device"),
     (["supernet", "select", "{run}", "--budgets", "half"], "--budgets: got 'half'"),
     (["supernet", "select", "{run}", "--budgets", "0.5", "--arch", "S"], "--arch"),
+    (["supernet", "eval", "{run}", "--arch", "smallest", "--mutation", "any"], "--mutation"),
+    (["supernet", "select", "{run}", "--budgets", "0.5", "--mutation", "far"], "--mutation: got 'far'"),
 ])
 def test_errors_are_one_line(trained, capsys, argv, needle):
     config, run_dir = trained
@@ -144,11 +146,16 @@ def test_select_writes_a_family_and_export_takes_a_member_name(trained, tmp_path
     assert members[0]["flops"] <= members[1]["flops"]
     family = json.loads((folder / "family.json").read_text())
     assert [m["name"] for m in family["members"]] == ["S", "M"]
+    assert family["info"]["mutation"] == "neighbour"  # BigNAS Sec. 4.4 "slightly": one-step mutations by default
     code, out, _ = run(capsys, "export", str(folder), "--arch", "S", "--out", str(tmp_path / "exp"), "--no-onnx",
                        "--format", "json")
     assert code == 0
     exported = json.loads((tmp_path / "exp" / "arch.json").read_text())
     assert exported["arch_str"] == family["members"][0]["arch"]
+    code, _, err = run(capsys, "supernet", "select", str(folder), "--budgets", "1.0", "--n-fine", "1", "--mutation",
+                       "any", "--format", "json")  # the old redraw-to-any-value mutations, on request
+    assert code == 0, err
+    assert json.loads((folder / "family.json").read_text())["info"]["mutation"] == "any"
 
 
 def test_menas_spaces_train_without_transition_skips(tmp_path, capsys):

@@ -74,6 +74,8 @@ def test_menas_yaml_is_the_papers_search_setting():
     assert (tc.optimizer, tc.momentum, tc.batch_size) == ("rmsprop", 0.9, 1024)
     assert tc.effective_lr == pytest.approx(0.064) and tc.warmup_epochs > 0
     assert (tc.schedule, tc.decay_rate, tc.decay_epochs) == ("exponential", 0.97, 2.4)
+    # tickets follow the recipe too (issue 16): warm-up from 0 over the recipe's share of E_init, 5 * 3 / 30 epochs
+    assert build_evaluator(config, space).ticket_warmup_epochs == pytest.approx(tc.warmup_epochs * 3 / 30) == 0.5
     assert space.build(space.largest(), (3, 32, 32), 10).head.dropout.p == 0.2  # "dropout rate ... last layer 0.2"
     # FLOPs window: the paper's 1 ~ 1.6 G multiply-adds at 224x224 / 1000 classes, 2 FLOPs per multiply-add here;
     # step 1 samples random nets within it, so it must hold a fair share of the space (it holds the median)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nasforge import get_space
 from nasforge.errors import InvalidValue
-from nasforge.eval.menas import INHERITANCE_NAME, MenasEvaluator
+from nasforge.eval.menas import INHERITANCE_NAME, MenasEvaluator, MenasEvaluatorConfig
 from nasforge.eval.train_eval import init_weights
 from nasforge.io import CheckpointError, load_checkpoint
 from nasforge.strategies import get_strategy
@@ -157,24 +156,42 @@ def test_a_ticket_is_truncated_recalibrated_and_fine_tuned(trained, tmp_path):
     assert out.artifacts["checkpoint"].startswith(str(tmp_path / "00001"))
 
 
-def test_a_ticket_fine_tunes_epochs_finetune_without_the_recipes_warm_up(trained, tmp_path):
-    """Step 2(e): a ticket fine-tunes trained weights for epochs_finetune epochs at the recipe's rate from the first
-    step (no warm-up from 0, which at the recipe's 5 epochs would last the whole fine-tune); init nets warm up."""
+def test_a_ticket_fine_tunes_with_the_recipes_warm_up_scaled_to_the_fine_tune(trained, tmp_path):
+    """Step 2(e) with "Experimental Details"' recipe ("first warmed up from 0 to 0.064, then decayed"): a ticket
+    fine-tunes epochs_finetune epochs starting from lr 0, not at the peak rate (issue 16). Its warm-up takes the share
+    of the fine-tune that the recipe's takes of E_init: 0.5 * 1 / 2 = 0.25 epochs = 2 of 8 steps here."""
     _, res, _ = trained
-    recipe = RECIPE.model_copy(update={"warmup_epochs": 5.0})
-    ev = evaluator(train_config=recipe, epochs_finetune=1.0)
+    recipe = RECIPE.model_copy(update={"warmup_epochs": 0.5})
+    ev = evaluator(train_config=recipe, epochs_init=2.0, epochs_finetune=1.0)
     ticket = SPACE.parse(res.info["lottery_tickets"][0]["arch"])
     out = ev.evaluate(ticket, seed=2, context=parent_context(res, tmp_path / "t", "ticket"))
     ckpt = load_checkpoint(out.artifacts["checkpoint"])
     spe = ckpt["position"]["steps_per_epoch"]
-    assert spe == -(-240 // 32) and out.info["steps"] == ckpt["position"]["total_steps"] == spe  # one epoch
+    assert spe == -(-240 // 32) == 8 and out.info["steps"] == ckpt["position"]["total_steps"] == spe  # one epoch
     assert out.info["epochs"] == pytest.approx(1.0)
-    assert ckpt["config"] == {**recipe.model_dump(), "warmup_epochs": 0.0}
+    assert ckpt["config"] == {**recipe.model_dump(), "warmup_epochs": 0.25}
     f = lr_lambda(TrainConfig(**ckpt["config"]), spe, spe)
-    assert [f(s) for s in range(spe)] == [0.97 ** math.floor(s / (2.4 * spe)) for s in range(spe)] == [1.0] * spe
-    assert ckpt["history"][-1]["lr"] == pytest.approx(recipe.effective_lr)  # with the warm-up: 8/40 of it
+    assert [f(s) for s in range(spe)] == [0.0, 0.5] + [1.0] * (spe - 2)  # from 0, at the peak after the warm-up
+    assert ckpt["history"][-1]["lr"] == pytest.approx(recipe.effective_lr)
     init = ev._trial_run(NET, 1, {"candidate": {"kind": "init"}})
-    assert ev._train_config(init) == recipe  # init (and child) nets keep the recipe's warm-up
+    assert ev._train_config(init) == recipe  # init (and child) nets keep the recipe's warm-up as it is
+
+
+def test_ticket_warm_up_with_the_papers_numbers_and_its_option():
+    """E_init 30, fine-tune 3, the menas recipe's 5 warm-up epochs: a ticket warms up 0.5 epochs. warmup_finetune
+    sets the length (0: the old no-warm-up behaviour; 5: the recipe's unscaled), also from a search config."""
+    paper = MenasEvaluator(SPACE, DATA, device="cpu")  # the paper's 30 / 20 / 3 epochs and the menas recipe
+    assert paper.train_config.warmup_epochs == 5.0 and paper.ticket_warmup_epochs == pytest.approx(0.5)
+    run = paper._trial_run(NET, 1, {"candidate": {"kind": "ticket"}})
+    assert paper._train_config(run).warmup_epochs == pytest.approx(0.5)
+    for epochs in (0.0, 5.0):
+        ev = MenasEvaluator(SPACE, DATA, device="cpu", warmup_finetune=epochs)
+        assert ev._train_config(ev._trial_run(NET, 1, {"candidate": {"kind": "ticket"}})).warmup_epochs == epochs
+    assert MenasEvaluator(SPACE, DATA, epochs_init=1.0, epochs_finetune=3.0).ticket_warmup_epochs == 5.0  # capped
+    with pytest.raises(InvalidValue, match="^warmup_finetune: got -1"):
+        MenasEvaluator(SPACE, DATA, warmup_finetune=-1)
+    cfg = MenasEvaluatorConfig(warmup_finetune=0.0)
+    assert cfg.build(SPACE, data=DATA, device="cpu", input_shape=None, num_classes=None).ticket_warmup_epochs == 0.0
 
 
 def test_missing_or_corrupt_parent_checkpoints_fail_the_trial_through_the_study(tmp_path):

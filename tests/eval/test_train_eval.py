@@ -85,6 +85,10 @@ def test_bad_arguments_name_the_field():
         TrainEvaluator(SPACE, DATA, threads=0)
     with pytest.raises(InvalidValue, match=r"input_shape: got \[3, 32, 32\]"):
         _ = TrainEvaluator(SPACE, DATA, input_shape=(3, 32, 32)).input_spec
+    for classes in (1000, 9):  # a head wider than the data's labels is refused too, not only a narrower one
+        with pytest.raises(InvalidValue, match=rf"^num_classes: got {classes}; allowed: the data's 10 classes"):
+            _ = TrainEvaluator(SPACE, DATA, num_classes=classes).input_spec
+    assert TrainEvaluator(SPACE, DATA, num_classes=10).input_spec == ((1, 28, 28), 10)
     with pytest.raises(InvalidValue, match="data.limit"):
         TrainEvaluator(SPACE, {"source": "embedded", "limit": -5})
 

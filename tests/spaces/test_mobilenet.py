@@ -77,6 +77,27 @@ def test_network_follows_fig3_and_mobilenetv3() -> None:
     assert spec.input_shape == (3, 224, 224)
 
 
+def test_sizes_against_menas_and_mobilenetv3() -> None:
+    """Issue 16, network widths (benchmarks/menas_widths.py has the measurement; the space docstring the argument).
+    The base channels, stem and tail are MobileNetV3-Large's: written in the space it has MobileNetV3's 5.4 M
+    parameters and 219 M multiply-adds. The head matches Table 3: 13.6 M -> 12.5 M (each rounded to 0.1 M) when
+    the 1000-way classifier becomes a 100-way one. MENAS's 13.6 M at 1.5 G (Table 2) and more than random search's
+    16.9 + 3.0 M (Table 4) are reachable inside the 1 ~ 1.6 G multiply-add window."""
+    mnv3 = MT.parse("r2_s2_w1,k3_e4_se0_p1,k3_e3_se0_p1-r3_s2_w1,k5_e3_se1_p1,k5_e3_se1_p1,k5_e3_se1_p1-"
+                    "r4_s2_w1,k3_e6_se0_p1,k3_e3_se0_p0.85,k3_e3_se0_p0.775,k3_e3_se0_p0.775-"
+                    "r2_s1_w1,k3_e6_se1_p1,k3_e6_se1_p1-r3_s2_w1,k5_e6_se1_p1,k5_e6_se1_p1,k5_e6_se1_p1")
+    assert MT.params(mnv3) == pytest.approx(5.4e6, rel=0.03) and MT.flops(mnv3) / 2 == pytest.approx(219e6, rel=0.05)
+    assert 1.0e6 <= MT.params(mnv3, num_classes=1000) - MT.params(mnv3, num_classes=100) <= 1.2e6
+    at_menas = MT.parse("r3_s2_w2,k7_e6_se1_p1,k7_e6_se1_p1,k7_e6_se1_p0.85-r2_s1_w1,k5_e6_se1_p1,k5_e4_se1_p1-"
+                        "r2_s2_w1,k3_e6_se1_p1,k5_e3_se1_p0.75-r2_s2_w1.5,k5_e6_se1_p1,k7_e6_se1_p1-"
+                        "r4_s1_w2,k5_e6_se1_p1,k5_e6_se1_p1,k5_e6_se1_p0.725,k5_e6_se1_p1")
+    above = MT.parse("r6_s2_w2" + ",k7_e6_se0_p1" * 6 + "-r1_s2_w0.5,k3_e1_se0-r1_s2_w0.5,k3_e1_se0-"
+                     "r2_s2_w2,k3_e6_se1_p1,k3_e6_se1_p1-r6_s1_w2" + ",k3_e6_se1_p1" * 6)
+    assert MT.params(at_menas) == pytest.approx(13.6e6, rel=0.01) and MT.flops(at_menas) / 2 == \
+        pytest.approx(1.5e9, rel=0.01)
+    assert MT.params(above) > (16.9 + 3.0) * 1e6 and 1.0e9 <= MT.flops(above) / 2 <= 1.6e9
+
+
 def test_ws_is_a_subspace_of_mt() -> None:
     """MobileNet3-WS architectures, with the fixed values spelled out, are MobileNet3-MT architectures that build
     the same network: the down-sample limit counts stages, not the stem (see the space docstring)."""

@@ -28,7 +28,7 @@ from nasforge.registry import get_space
 from nasforge.spaces.bignas import BigNASSpace, BigNASStage
 from nasforge.spaces.mbconv_common import layer_label, stage_label
 from nasforge.supernet.select import (ChildEvaluator, Family, coarse_grid, coarse_to_fine, evaluate_child,
-                                      export_member, fine_search)
+                                      export_member, fine_search, mutate_neighbour)
 from nasforge.train.bn import bn_layers, calibrate_bn
 from nasforge.train.loop import evaluate
 
@@ -205,6 +205,75 @@ def test_fine_search_stays_within_budget_and_never_loses_the_skeleton(
         fine_search(ev, skeleton, ("flops", cap), 2, 0)  # type: ignore[arg-type]
 
 
+def _steps(space: BigNASSpace, a: Architecture, b: Architecture) -> dict[str, int]:
+    """Genes active in both ``a`` and ``b`` that differ -> how many positions apart in the gene's choices."""
+    dims, ga, gb = {d.label: d for d in space.dimensions()}, a.to_dict(), b.to_dict()
+    return {k: abs(dims[k].index(gb[k]) - dims[k].index(ga[k])) for k in ga.keys() & gb.keys() if ga[k] != gb[k]}
+
+
+def _scripted_evaluator(space: BigNASSpace, monkeypatch: pytest.MonkeyPatch) -> ChildEvaluator:
+    """A ChildEvaluator on ``space`` whose accuracies are scripted (no network is built or run)."""
+    from nasforge.supernet import select
+
+    monkeypatch.setattr(select, "evaluate_child", lambda supernet, arch, *a, **k: float(int(arch.key()[:4], 16) % 97))
+    calib = [(torch.zeros(2, *SHAPE), torch.zeros(2, dtype=torch.long))]
+    return ChildEvaluator(BuiltSupernet(space, SHAPE, 10), space, calib, [], calib_steps=1, input_shape=SHAPE,
+                          num_classes=10)
+
+
+def test_fine_search_mutates_slightly_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BigNAS Sec. 4.4 varies the skeleton "slightly": every gene a mutant changes moved ONE step in its ordered
+    choices (Table 1 has up to 5 per gene), 1..max_genes of them, and a layer a deeper stage adds repeats the stage's
+    last one. The old redraw-to-any-value (still ``mutation="any"``) jumps further and fails this (issue 16)."""
+    space = get_space("bignas")
+    ev = _scripted_evaluator(space, monkeypatch)
+    skeleton = coarse_grid(space, resolutions=(256,), depth_multipliers=(1 / 3,), width_multipliers=(0.0,),
+                           kernel_configs=("small-early",))[0]
+    res = fine_search(ev, skeleton, 1.0, 60, np.random.default_rng(0))
+    assert len(res.evaluated) == 61
+    deeper = 0
+    for e in res.evaluated[1:]:
+        moved = _steps(space, skeleton, e.arch)
+        assert 1 <= len(moved) <= 3 and set(moved.values()) == {1}, moved
+        g, sk = e.arch.to_dict(), skeleton.to_dict()
+        for k in range(1, 8):  # a layer the mutant added: the stage's last one, or one step from it (moved too)
+            last = sk[stage_label(k, "depth")] - 1
+            for j in range(last + 1, g[stage_label(k, "depth")]):
+                deeper += 1
+                for name in ("kernel", "expand"):
+                    d = next(d for d in space.dimensions() if d.label == layer_label(k, j, name))
+                    assert abs(d.index(g[layer_label(k, j, name)]) - d.index(sk[layer_label(k, last, name)])) <= 1
+    assert deeper > 0 and {k for e in res.evaluated[1:] for k in _steps(space, skeleton, e.arch)} >= \
+        {"resolution", "s5.depth", "s6.width"} | {"head.width"}
+    wide = fine_search(ev, skeleton, 1.0, 60, np.random.default_rng(0), mutation="any")
+    assert max(d for e in wide.evaluated[1:] for d in _steps(space, skeleton, e.arch).values()) >= 2
+    with pytest.raises(InvalidValue, match="^mutation: got 'far'; allowed: 'neighbour', 'any'"):
+        fine_search(ev, skeleton, 1.0, 2, np.random.default_rng(0), mutation="far")
+
+
+def test_mutate_neighbour_moves_inwards_at_the_ends_and_is_seeded() -> None:
+    space = tiny_space()
+    rng = np.random.default_rng(3)
+    for arch in (space.smallest(), space.largest()):
+        for _ in range(20):
+            child = mutate_neighbour(space, arch, rng, n=2)
+            moved = _steps(space, arch, child)
+            assert child != arch and 1 <= len(moved) <= 2 and set(moved.values()) == {1}
+    a = [mutate_neighbour(space, space.smallest(), np.random.default_rng(7), 3) for _ in range(2)]
+    assert a[0] == a[1]
+    base = space.make({**space.smallest().to_dict(), "s2.l0.kernel": 5})  # stage 2: one layer, kernel 5, expand 3
+    added = 0
+    for seed in range(60):  # one gene moved: when it is s2's depth, the new layer repeats layer 0 exactly
+        child = mutate_neighbour(space, base, np.random.default_rng(seed), 1)
+        if child["s2.depth"] == 2:
+            added += 1
+            assert (child["s2.l1.kernel"], child["s2.l1.expand"]) == (5, 3) and _steps(space, base, child) == \
+                {"s2.depth": 1}
+    assert added > 0
+    with pytest.raises(InvalidValue, match="^n: got 0"):
+        mutate_neighbour(space, space.smallest(), rng, 0)
+
+
 def _best_of(entries: list) -> object:
     """The most accurate entry; ties: fewer FLOPs, then the earlier one (fine_search's documented order)."""
     return min(enumerate(entries), key=lambda ie: (-ie[1].accuracy, ie[1].costs["flops"], ie[0]))[1]
@@ -247,7 +316,8 @@ def test_coarse_to_fine_family_is_ordered_within_budgets_and_round_trips(
     searches = []  # every fine search coarse_to_fine ran, with its result
     real = select.fine_search
     monkeypatch.setattr(select, "fine_search", lambda *a, **k: searches.append(real(*a, **k)) or searches[-1])
-    kwargs = dict(seed=3, n_fine=3, calib_steps=2, batch_size=32, max_batches=1, grid=GRID)
+    # seed 1: with one-step mutations a mutant beats its skeleton on both supernets (the last assert needs one)
+    kwargs = dict(seed=1, n_fine=3, calib_steps=2, batch_size=32, max_batches=1, grid=GRID)
     fam = coarse_to_fine(net, space, splits, [1.0, 0.3, 0.6], **kwargs)
     largest = AnalyticCost(space, SHAPE, 10).cost(space.largest())["flops"]
     assert len(fam.coarse) == 1 * 2 * 2 * 2 and fam.space == "bignas"
@@ -265,6 +335,7 @@ def test_coarse_to_fine_family_is_ordered_within_budgets_and_round_trips(
     assert any(m.entry != m.skeleton for m in fam.members)  # a mutant won somewhere: the fine phase mattered
     assert fam.info["input_shape"] == list(SHAPE) and fam.info["num_classes"] == 10
     assert fam.info["select_split"] == "val"
+    assert fam.info["mutation"] == "neighbour"  # the default: one-step fine-grained mutations
     data = json.loads(json.dumps(fam.to_dict()))
     assert data["members"][0]["arch"] == space.format(fam.members[0].arch)
     assert {"arch", "flops", "params", "accuracy"} <= set(data["coarse"][0])
@@ -294,6 +365,8 @@ def test_coarse_to_fine_rejects_impossible_or_mixed_budgets(supernet: tuple[nn.M
         coarse_to_fine(net, space, batches, [("latency_ms", 5.0)], **kwargs)
     with pytest.raises(InvalidValue, match="data"):
         coarse_to_fine(net, space, "cifar", [0.5], **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue, match="^mutation: got 'far'"):
+        coarse_to_fine(net, space, batches, [0.5], mutation="far", **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------ export

@@ -11,8 +11,8 @@ Under ``torchrun --nproc_per_node N -m nasforge supernet train ...`` the ranks t
 ``nasforge supernet eval RUN_DIR --arch STR [--calib-batches N]`` prints the accuracy of one child after BatchNorm
 calibration (BigNAS Sec. 3.1), with its parameters and FLOPs.
 
-``nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20]`` runs the coarse-to-fine selection (BigNAS
-Sec. 3.2 / 4.4) and writes the model family (S, M, L, ...) to ``RUN_DIR/family.json``; ``nasforge export RUN_DIR
+``nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20] [--mutation neighbour|any]`` runs the
+coarse-to-fine selection (BigNAS Sec. 3.2 / 4.4; fine-grained mutations move genes one step by default) and writes the model family (S, M, L, ...) to ``RUN_DIR/family.json``; ``nasforge export RUN_DIR
 --arch M`` exports a member.
 """
 from __future__ import annotations
@@ -49,6 +49,9 @@ def _options(p: argparse.ArgumentParser) -> None:
                    "child's FLOPs (0.25) or COST:MAX (flops:2e8, params:1e6)")
     p.add_argument("--n-fine", type=int_at_least(0, "--n-fine"), default=20,
                    help="select: fine-grained mutations around each budget's best skeleton (default 20)")
+    p.add_argument("--mutation", metavar="neighbour|any",
+                   help="select: fine-grained mutation: neighbour = each changed gene moves one step to a neighbouring "
+                        "choice (BigNAS Sec. 4.4 'slightly'; default), any = redrawn to any other choice")
     p.add_argument("--seed", type=int_at_least(0, "--seed"), help="select / rank: seed (default: the run's / 0)")
     p.add_argument("--n", type=int_at_least(3, "--n"), default=200, help="rank: architectures sampled (default 200)")
     p.add_argument("--metric", default=None, help="rank: the ground-truth column (default cifar10_test_hp200 of "
@@ -137,9 +140,11 @@ def _select(args: argparse.Namespace) -> int:
     if not args.budgets:
         raise InvalidValue("--budgets", None, "comma-separated budgets, e.g. 0.25,0.5,1.0 or flops:2e8")
     budgets = [_budget(b) for b in args.budgets.split(",") if b.strip()]
+    if args.mutation not in (None, "neighbour", "any"):
+        raise InvalidValue("--mutation", args.mutation, ["neighbour", "any"])
     select = method_of_folder(args.path).step("select", "supernet select")
     fam = select(args.path, budgets, n_fine=args.n_fine, seed=args.seed, select_split=args.split or "val",
-                          device=args.device, progress=False)
+                 device=args.device, progress=False, mutation=args.mutation or "neighbour")
     rows = [{"member": m.name, "budget": str(m.budget), "accuracy": round(m.entry.accuracy, 2),
              "flops": m.entry.costs.get("flops"), "params": m.entry.costs.get("params"), "arch": m.entry.text}
             for m in fam.members]
@@ -153,7 +158,7 @@ def _select(args: argparse.Namespace) -> int:
 
 
 _ACTION_ONLY = {"train": ("overrides", "out", "resume", "no_progress"), "eval": ("arch", "calib_batches"),
-                "select": ("budgets",), "rank": ("metric", "truth")}
+                "select": ("budgets", "mutation"), "rank": ("metric", "truth")}
 
 
 def _rank(args: argparse.Namespace) -> int:
@@ -181,7 +186,7 @@ def cmd_supernet(args: argparse.Namespace) -> int:
       nasforge supernet train CONFIG.yaml [--set KEY=VALUE ...] [--out RUN_DIR] [--resume]
       nasforge supernet train --resume --out RUN_DIR
       nasforge supernet eval RUN_DIR --arch smallest|largest|ARCH [--calib-batches N]
-      nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20] [--seed N]
+      nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20] [--seed N] [--mutation neighbour|any]
       nasforge supernet rank RUN_DIR [--n 200] [--seed 0] [--metric COLUMN | --truth FILE.csv --metric COLUMN]
 
     The run folder gets config.yaml (resolved), supernet.pt (checkpoint), train_log.jsonl (per epoch: losses,

@@ -14,7 +14,19 @@ strategy (``context["candidate"]["kind"]``, :class:`~nasforge.strategies.menas.M
   children train from scratch, also for ``epochs_child`` epochs, so only the initialisation differs;
 * ``ticket`` — a pruned net: its weights are truncated from the net's (Eq. 1), its BatchNorm statistics are
   re-calibrated on ``calib_batches`` training batches (step 2(c)), then it is fine-tuned ``epochs_finetune``
-  epochs (step 2(e): 3).
+  epochs (step 2(e): 3) with the recipe, warm-up included, the warm-up scaled to the fine-tune's length (below).
+
+Ticket warm-up. "Experimental Details" gives one recipe for the search, without an exception for tickets: "the
+learning rate is first warmed up from 0 to 0.064, then decayed by 0.97 every 2.4 epochs". A ticket starts with a
+fresh optimizer like every trial (RMSProp's squared-gradient averages at zero make the first steps large, which is
+what the warm-up absorbs), so starting it at the peak rate would hit the inherited weights with the largest steps
+of the search. The paper does not give the warm-up's length (the recipe's 5 epochs are EfficientNet's). Kept at 5
+epochs, a 3-epoch fine-tune would end still warming up (at 3/5 of 0.064) and never decay, which is not the
+recipe's shape either. So a ticket warms up for the same share of its fine-tune as an init net does of its
+training: ``warmup_epochs * epochs_finetune / epochs_init`` (5 * 3 / 30 = 0.5 epochs; never more than the
+recipe's), then follows the recipe's decay. ``warmup_finetune`` sets the length in epochs instead (0: no warm-up,
+the behaviour before issue 16; 5: the recipe's unscaled). Children (20 epochs, fresh layers) keep the recipe's
+warm-up as it is.
 
 Tickets and children load the parent's checkpoint (``context["parent_checkpoint"]``) verified against its SHA-256
 (:func:`nasforge.io.load_checkpoint`; the training-state format, weights in ``ckpt["model"]``) — the paper records
@@ -97,7 +109,9 @@ class MenasEvaluator(TrainEvaluator):
     ``epochs_init`` 30 (E_init), ``epochs_child`` 20 (E_child), ``epochs_finetune`` 3; ``proposals`` 40 pruning
     proposals per trained net (0 disables the exploration); ``calib_batches`` BN re-calibration batches;
     ``rank_images`` validation images used to rank proposals (``None``: all); ``weight_sharing`` (children
-    inherit their parent's weights). ``train_config`` defaults to the ``menas`` recipe. Other arguments as
+    inherit their parent's weights); ``warmup_finetune`` a ticket's warm-up in epochs (``None``: the recipe's
+    scaled to ``epochs_finetune``, see the module docstring). ``train_config`` defaults to the ``menas`` recipe.
+    Other arguments as
     :class:`~nasforge.eval.train_eval.TrainEvaluator`; checkpoints are always on.
     """
 
@@ -106,7 +120,8 @@ class MenasEvaluator(TrainEvaluator):
                  proposals: int | None = None, calib_batches: int | None = None, rank_images: int | None = None,
                  weight_sharing: bool = True, train_config: "TrainConfig | None" = None, device: str = "auto",
                  eval_batch_size: int = 512, input_shape: tuple[int, int, int] | None = None,
-                 num_classes: int | None = None, threads: int | None = None, split: str = "val") -> None:
+                 num_classes: int | None = None, threads: int | None = None, split: str = "val",
+                 warmup_finetune: float | None = None) -> None:
         if train_config is None:
             train_config = TrainConfig.from_recipe("menas")
         super().__init__(space, data, epochs=_positive("epochs_init", epochs_init), train_config=train_config,
@@ -117,6 +132,10 @@ class MenasEvaluator(TrainEvaluator):
         self.proposals = _count("proposals", PROPOSALS if proposals is None else proposals, 0)
         self.calib_batches = _count("calib_batches", CALIB_STEPS if calib_batches is None else calib_batches, 1)
         self.rank_images = _count("rank_images", rank_images, 1, none_ok=True)
+        if warmup_finetune is not None and (isinstance(warmup_finetune, bool)
+                                            or not isinstance(warmup_finetune, (int, float)) or warmup_finetune < 0):
+            raise InvalidValue("warmup_finetune", warmup_finetune, "a number of epochs >= 0, or None (scaled)")
+        self.warmup_finetune = None if warmup_finetune is None else float(warmup_finetune)
         if not isinstance(weight_sharing, bool):
             raise InvalidValue("weight_sharing", weight_sharing, "true or false")
         self.weight_sharing = weight_sharing
@@ -137,12 +156,19 @@ class MenasEvaluator(TrainEvaluator):
         calib, search = (int(s) for s in seq.generate_state(2) % (2 ** 31))
         return calib, search
 
+    @property
+    def ticket_warmup_epochs(self) -> float:
+        """Warm-up of a ticket's fine-tune in epochs: ``warmup_finetune``, or the recipe's warm-up scaled by
+        ``epochs_finetune / epochs_init`` (capped at the recipe's; see the module docstring, "Ticket warm-up")."""
+        if self.warmup_finetune is not None:
+            return self.warmup_finetune
+        w = self.train_config.warmup_epochs
+        return min(w, w * self.epochs_by_kind["ticket"] / self.epochs_by_kind["init"])
+
     def _train_config(self, run: TrialRun) -> "TrainConfig":
-        """Lottery tickets fine-tune already trained weights (step 2(e), 3 epochs): no warm-up from lr 0, which
-        with the recipe's 5 warm-up epochs would last the whole fine-tune; init and child nets (children have
-        fresh layers) keep the recipe's warm-up. The paper does not say; this is our reading."""
-        if self._kind(run) == "ticket" and self.train_config.warmup_epochs > 0:
-            return self.train_config.model_copy(update={"warmup_epochs": 0.0})
+        """The recipe; a ticket's with its warm-up scaled to the fine-tune (:attr:`ticket_warmup_epochs`)."""
+        if self._kind(run) == "ticket":
+            return self.train_config.model_copy(update={"warmup_epochs": self.ticket_warmup_epochs})
         return self.train_config
 
     def _start_model(self, run: TrialRun) -> tuple[nn.Module, float]:
@@ -232,7 +258,9 @@ class MenasEvaluatorConfig(TrainEvaluatorConfig):
     pruning proposals per trained net (40; 0 disables the exploration), ``calib_batches`` BN re-calibration
     batches (the paper's "a few iterations"; 20), ``rank_images`` validation images that rank the proposals
     (``null``: all), ``weight_sharing`` (children inherit their parent's weights; ``false`` is the ablation that
-    trains them from scratch). ``recipe`` defaults to ``menas``. ``epochs`` does not apply (use the three above)
+    trains them from scratch), ``warmup_finetune`` (a ticket's warm-up in epochs; ``null``: the recipe's warm-up
+    scaled by ``epochs_finetune / epochs_init``, 0.5 epochs with the paper's numbers; the paper gives no length).
+    ``recipe`` defaults to ``menas``. ``epochs`` does not apply (use the three above)
     and ``checkpoints`` must stay on: tickets and children inherit from them.
     """
 
@@ -246,6 +274,7 @@ class MenasEvaluatorConfig(TrainEvaluatorConfig):
     calib_batches: int = Field(20, ge=1)
     rank_images: int | None = Field(None, ge=1)
     weight_sharing: bool = True
+    warmup_finetune: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _menas_fields(self) -> "MenasEvaluatorConfig":
@@ -262,7 +291,7 @@ class MenasEvaluatorConfig(TrainEvaluatorConfig):
         return MenasEvaluator(space, data, epochs_init=self.epochs_init, epochs_child=self.epochs_child,
                               epochs_finetune=self.epochs_finetune, proposals=self.proposals,
                               calib_batches=self.calib_batches, rank_images=self.rank_images,
-                              weight_sharing=self.weight_sharing,
+                              weight_sharing=self.weight_sharing, warmup_finetune=self.warmup_finetune,
                               train_config=TrainConfig.from_recipe(self.recipe, **self.train), device=device,
                               eval_batch_size=self.eval_batch_size, input_shape=input_shape,
                               num_classes=num_classes, threads=self.threads)

@@ -153,16 +153,19 @@ class TrainEvaluator(Evaluator):
 
     @property
     def input_spec(self) -> tuple[tuple[int, int, int], int]:
-        """``(input_shape, num_classes)`` the networks are built for (from the data; checked against a request)."""
+        """``(input_shape, num_classes)`` the networks are built for: the data's. A requested ``input_shape`` /
+        ``num_classes`` (the search config's) must equal them, else a one-line :class:`InvalidValue` naming the
+        field, e.g. ``num_classes: got 1000; allowed: the data's 10 classes (or leave it unset)``."""
         splits = self.splits()
         shape, classes = tuple(splits.input_shape), splits.num_classes
         want_shape, want_classes = self._requested
         if want_shape is not None and tuple(want_shape) != shape:
             raise InvalidValue("input_shape", list(want_shape), f"the data's shape {list(shape)} (or leave it unset)")
-        if want_classes is not None and want_classes < classes:
-            raise InvalidValue("num_classes", want_classes, f">= the data's {classes} classes (or leave it unset)")
+        if want_classes is not None and want_classes != classes:  # fewer can't score every label; more would
+            # train a head with outputs no label ever reaches (a 1000-way head on a 10-class set)
+            raise InvalidValue("num_classes", want_classes, f"the data's {classes} classes (or leave it unset)")
         splits[self.split]  # the scored split: empty, it fails now (DataError), not in every trial
-        return shape, want_classes or classes  # type: ignore[return-value]
+        return shape, classes
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

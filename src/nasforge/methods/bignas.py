@@ -405,15 +405,15 @@ def export_member_from_run(run_dir: str | os.PathLike[str], arch: "str | Archite
 
 def family_from_run(run_dir: str | os.PathLike[str], budgets: Sequence[Any], *, n_fine: int = 20,
                     seed: int | None = None, select_split: str = "val", device: str = "cpu", progress: bool = True,
-                    grid: Mapping[str, Any] | None = None) -> Any:
+                    grid: Mapping[str, Any] | None = None, mutation: str = "neighbour") -> Any:
     """:func:`~nasforge.supernet.select.coarse_to_fine` (BigNAS Sec. 3.2) on the supernet of ``run_dir``
-    (calibration as the run's config says); the :class:`~nasforge.supernet.family.Family` is written to
-    ``run_dir/family.json``."""
+    (calibration as the run's config says; ``mutation``: ``neighbour`` one-step fine-grained mutations, the
+    default, or ``any``); the :class:`~nasforge.supernet.family.Family` is written to ``run_dir/family.json``."""
     config, space, splits, net, calib = _open_run(run_dir, device)
     select = splits.loader(select_split, config.eval_batch_size, device=resolve_device(device), train=False)
     fam = coarse_to_fine(net, space, (calib, select), budgets, seed=config.seed if seed is None else seed,
                          n_fine=n_fine, calib_steps=len(calib), batch_size=config.eval_batch_size, device=device,
-                         max_batches=config.eval_batches, grid=grid, progress=progress)
+                         max_batches=config.eval_batches, grid=grid, progress=progress, mutation=mutation)
     fam.info["select_split"] = select_split
     fam.save(Path(run_dir) / "family.json")
     return fam

@@ -30,6 +30,24 @@ Both statements hold only if the limit applies to the five stages, with the stem
 most ``max_downsample=4`` stages down-sample, which gives 5 in total at most, like MobileNetV3 (224 -> 7).
 Reading it as "4 including the stem" would exclude MobileNet3-WS from MT.
 
+Network sizes against the paper (issue 16; measured by ``benchmarks/menas_widths.py``, 224x224, 1000 classes).
+MENAS reports 13.6 M parameters at 1.5 G multiply-adds for its network (Table 2) and 16.9 +- 3.0 M for the
+networks random search *selects* (Table 4), under the 1 ~ 1.6 G budget: selected networks, not average ones. The
+paper fixes what sets the widths here: the space is "based on MobileNetV3" and MobileNet3-WS, which has no width
+multiplier, is a sub-space of MT, so width 1 gives MobileNetV3's channels; MobileNetV3-Large written in this space
+has 5.48 M parameters and 212 M multiply-adds (Howard et al.: 5.4 M, 219 M). The tail: Table 3 drops from 13.6 to
+12.5 M (each rounded to 0.1 M) when the 1000-way classifier becomes a CIFAR one, 1.0-1.2 M = (1000 - 100) x
+1111..1333 features; 1280 gives 1.15 M, a wider head (1920: 1.73 M) does not fit. Both sizes are reachable inside
+the budget (13.58 M at 1.50 G, 21.8 M at 1.12 G; tests/spaces/test_mobilenet.py). What does not match is how big
+*random* networks are: 1000 uniform samples inside the budget have 4.4 +- 1.3 M (95th percentile 7.1 M, largest
+11.4 M), and the largest of 200 (random search's N) averages 10.4 M, below the 16.9 +- 3.0 M random search
+selected; 91 % of them down-sample in only 2-3 stages, spending their FLOPs on 28x28 / 14x14 maps rather than on
+parameters. Doubling the base channels would give 8.3 +- 4.2 M (largest of 200: 28.8 M), in line with Table 4, but
+contradicts the statements above and no number in the paper gives a factor, so the defaults stay MobileNetV3's.
+The paper leaves open how random networks are drawn (here: every gene uniform, down-sampling and pruning genes
+included), which may explain the gap; ``base_channels`` (a constructor argument, e.g. ``space: {name: menas-mt,
+kwargs: {base_channels: [48, 80, 160, 224, 320]}}``) is where to try a wider calibration.
+
 Canonical form. Several gene settings can build the same network; :meth:`MobileNet3Space.make` maps them all
 to one architecture, so equal networks have equal keys and :meth:`~MobileNet3Space.cardinality` counts
 distinct networks:

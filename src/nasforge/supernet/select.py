@@ -7,6 +7,8 @@ After the single-stage model is trained, BigNAS picks one child per resource bud
    kernel configurations = 160 children on the Table 1 space (Sec. 4.4);
 2. **fine** (:func:`fine_search`): mutate the most accurate skeleton within a budget ("randomly mutate its
    network-wise resolution, stage-wise depth, number of channels and kernel sizes", Sec. 3.2), keep the best.
+   Sec. 4.4 varies them "slightly", so by default a mutation moves each chosen gene one step to a neighbouring
+   choice (:func:`mutate_neighbour`, ``mutation="neighbour"``); ``mutation="any"`` redraws it to any other value.
 
 Children are judged by accuracy with the shared weights after BatchNorm re-calibration, without retraining
 (Sec. 3.1; :func:`evaluate_child`), and cost analytic FLOPs / parameters (optionally measured latency).
@@ -28,6 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -42,7 +45,7 @@ from ..cost import AnalyticCost, MeasuredLatency
 from ..data.load import DataSplits
 from ..data.loader import Batches
 from ..device import resolve_device
-from ..errors import DataError, InvalidValue
+from ..errors import DataError, InvalidArchitecture, InvalidValue
 from ..export import export_model
 from ..registry import get_space
 from ..spaces.base import InputShape, SearchSpace
@@ -57,7 +60,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DEPTH_MULTIPLIERS", "WIDTH_MULTIPLIERS", "KERNEL_CONFIGS", "COST_NAMES", "coarse_grid", "Budget",
            "Entry", "ChildEvaluator", "evaluate_child", "FineResult", "fine_search", "Member", "Family",
-           "member_names", "coarse_to_fine", "ExportResult", "export_member", "take_batches"]
+           "member_names", "coarse_to_fine", "ExportResult", "export_member", "take_batches", "MUTATIONS",
+           "mutate_neighbour"]
 
 #: Sec. 4.4's four depth configurations: multiplier ``d`` picks, per stage, depth choice ``round(d * (n - 1))``
 DEPTH_MULTIPLIERS: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -71,6 +75,10 @@ _KERNEL_RULES: dict[str, Callable[[int, int], float]] = {
     "large-early": lambda k, n: 1.0 if k <= n // 2 else 0.0,  # the reverse
 }
 KERNEL_CONFIGS: tuple[str, ...] = tuple(_KERNEL_RULES)
+#: fine-grained mutation kinds: ``neighbour`` (one step in a gene's ordered choices; Sec. 4.4 "slightly", the
+#: default) and ``any`` (redraw the gene to any other choice, :meth:`SearchSpace.mutate`)
+MUTATIONS: tuple[str, ...] = ("neighbour", "any")
+_LAYER_GENE = re.compile(r"(?P<stage>.+)\.l(?P<layer>\d+)\.(?P<name>[^.]+)")
 
 
 # ================================================================================================= coarse grid
@@ -266,6 +274,61 @@ def _rank(e: Entry) -> tuple[float, float]:
 
 
 # ================================================================================================= fine search
+def _complete(space: SearchSpace, genes: dict[str, Any], rng: np.random.Generator) -> None:
+    """Give every active gene that ``genes`` lacks a value, in place: a layer gene ``s{k}.l{j}.x`` newly activated
+    by a deeper stage copies ``s{k}.l{j-1}.x`` (the new layer repeats the stage's last one, the smallest change);
+    any other missing gene is drawn at random."""
+    for d in space.dimensions():
+        if d.label in genes or not space.is_active(d.label, genes):
+            continue
+        m = _LAYER_GENE.fullmatch(d.label)
+        prev = f"{m['stage']}.l{int(m['layer']) - 1}.{m['name']}" if m and int(m["layer"]) > 0 else None
+        genes[d.label] = genes[prev] if prev in genes else d.choices[int(rng.integers(len(d.choices)))]
+
+
+def mutate_neighbour(space: SearchSpace, arch: Architecture, rng: np.random.Generator, n: int = 1) -> Architecture:
+    """``arch`` with ``n`` distinct active genes each moved ONE step up or down in its ordered choices.
+
+    BigNAS Sec. 4.4 mutates the skeleton "by randomly varying the input resolutions, depths, channels and kernel
+    sizes slightly": one step in resolution (e.g. 224 -> 256), a stage's depth (+-1 layer), width (the next channel
+    count) or a layer's kernel (3 <-> 5). A gene at either end of its choices moves inwards; both directions are
+    equally likely otherwise. The paper does not say what a layer added by a deeper stage looks like; here it
+    copies the stage's previous layer (:func:`_complete`). The choices of every gene must be ordered (BigNAS's
+    tables are increasing; :class:`~nasforge.spaces.base.Dimension`). The result is valid and differs from ``arch``
+    (retried up to ``space.max_tries`` times).
+    """
+    arch = space.validate(arch)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidValue("n", n, "an int >= 1 (genes to move)")
+    for _ in range(space.max_tries):
+        genes, moved = arch.to_dict(), set()
+        for _ in range(n):
+            movable = [d for d in space.dimensions() if d.label in genes and d.label not in moved
+                       and len(d.choices) > 1 and space.is_active(d.label, genes)]
+            if not movable:
+                break
+            d = movable[int(rng.integers(len(movable)))]
+            i = d.index(genes[d.label])
+            steps = [j for j in (i - 1, i + 1) if 0 <= j < len(d.choices)]
+            genes[d.label] = d.choices[steps[int(rng.integers(len(steps)))]]
+            moved.add(d.label)
+            _complete(space, genes, rng)
+        try:
+            child = space.make({k: v for k, v in genes.items() if space.is_active(k, genes)})
+        except InvalidArchitecture:  # a space constraint (check) the step broke: try another
+            continue
+        if child != arch or space.cardinality() == 1:
+            return child
+    raise InvalidValue("mutate_neighbour", f"{space.max_tries} tries", "a space whose constraints can be satisfied",
+                       where=f"space {space.name!r}")
+
+
+def _check_mutation(mutation: Any) -> str:
+    if mutation not in MUTATIONS:
+        raise InvalidValue("mutation", mutation, MUTATIONS)
+    return mutation
+
+
 @dataclass(frozen=True)
 class FineResult:
     """What :func:`fine_search` found: the best child within the budget, the skeleton it started from, every child
@@ -278,12 +341,15 @@ class FineResult:
 
 
 def fine_search(evaluator: ChildEvaluator, skeleton: Architecture, budget: Budget | Any, n_mutations: int,
-                rng: np.random.Generator, *, max_genes: int = 3, max_tries: int | None = None) -> FineResult:
+                rng: np.random.Generator, *, max_genes: int = 3, max_tries: int | None = None,
+                mutation: str = "neighbour") -> FineResult:
     """The fine-grained phase of BigNAS (Sec. 3.2 / 4.4): random variations around a skeleton, within a budget.
 
-    Each candidate is ``space.mutate(skeleton, rng, n)`` with ``n`` uniform in ``1..max_genes`` genes (resolution,
-    a stage's depth or width, a layer's kernel...: "randomly varying the input resolutions, depths, channels and
-    kernel sizes slightly"). Duplicates are skipped; mutants over the budget are discarded without evaluation;
+    Each candidate changes ``n`` genes of the skeleton, ``n`` uniform in ``1..max_genes`` (resolution, a stage's
+    depth or width, a layer's kernel...: "randomly varying the input resolutions, depths, channels and kernel sizes
+    slightly"; the paper gives no count, 3 is our choice). ``mutation="neighbour"`` (default) moves each one step
+    to a neighbouring choice (:func:`mutate_neighbour`); ``"any"`` redraws each to any other choice
+    (``space.mutate``, the behaviour before issue 16). Duplicates are skipped; mutants over the budget are discarded without evaluation;
     ``n_mutations`` mutants within the budget are evaluated (fewer when ``max_tries``, default
     ``20 * n_mutations``, runs out). The skeleton is evaluated too, so the best is never worse than it. Ties go to
     the cheaper child, then to the earlier one.
@@ -295,6 +361,7 @@ def fine_search(evaluator: ChildEvaluator, skeleton: Architecture, budget: Budge
             raise InvalidValue(name, v, f"an int >= {low}")
     if not isinstance(rng, np.random.Generator):
         raise InvalidValue("rng", type(rng).__name__, "a numpy.random.Generator")
+    _check_mutation(mutation)
     space = evaluator.space
     budget = Budget.coerce(budget, evaluator.largest_flops)
     skeleton = space.validate(skeleton)
@@ -306,7 +373,11 @@ def fine_search(evaluator: ChildEvaluator, skeleton: Architecture, budget: Budge
     for _ in range(tries):
         if len(evaluated) > n_mutations:
             break
-        child = space.mutate(skeleton, rng, n=int(rng.integers(1, max_genes + 1)))
+        n = int(rng.integers(1, max_genes + 1))
+        if mutation == "neighbour":
+            child = mutate_neighbour(space, skeleton, rng, n)
+        else:
+            child = space.mutate(skeleton, rng, n=n)
         if child.key() in seen:
             continue
         seen.add(child.key())
@@ -361,7 +432,7 @@ def coarse_to_fine(supernet: nn.Module, space: BigNASSpace, data: "DataSplits | 
                    max_batches: int | None = None, device: str | torch.device = "cpu",
                    input_shape: InputShape | None = None, num_classes: int | None = None,
                    latency: MeasuredLatency | None = None, grid: Mapping[str, Any] | None = None,
-                   progress: bool = False) -> Family:
+                   progress: bool = False, mutation: str = "neighbour") -> Family:
     """BigNAS's coarse-to-fine selection (Sec. 3.2 / 4.4): one family member per budget.
 
     ``data`` is a :class:`~nasforge.data.load.DataSplits` (calibration on ``calib_steps`` shuffled, un-augmented
@@ -369,11 +440,13 @@ def coarse_to_fine(supernet: nn.Module, space: BigNASSpace, data: "DataSplits | 
     docstring) or a ``(calib_batches, select_batches)`` pair. ``budgets``: see :meth:`Budget.coerce` (``(cost, max)``
     on ``flops`` / ``params`` / ``latency_ms``, or fractions of the largest child's FLOPs); all on one cost. The
     coarse grid (:func:`coarse_grid`, ``grid`` = its keyword arguments) is benchmarked in full; for every budget the
-    most accurate skeleton within it seeds :func:`fine_search` with ``n_fine`` mutants. ``seed`` fixes the
-    calibration batches and the mutations.
+    most accurate skeleton within it seeds :func:`fine_search` with ``n_fine`` mutants of up to ``max_genes`` genes
+    each, moved to neighbouring choices (``mutation="neighbour"``, Sec. 4.4 "slightly") or redrawn (``"any"``).
+    ``seed`` fixes the calibration batches and the mutations.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidValue("seed", seed, "an int >= 0")
+    _check_mutation(mutation)
     calib_seq, fine_seq = np.random.SeedSequence(seed).spawn(2)
     dev = resolve_device(device)
     calib_src, select = _batches(data, select_split, batch_size, int(calib_seq.generate_state(1)[0]), dev)
@@ -390,10 +463,11 @@ def coarse_to_fine(supernet: nn.Module, space: BigNASSpace, data: "DataSplits | 
     rng, members = np.random.default_rng(fine_seq), []
     for name, budget in zip(names, ordered):
         skeleton = max((e for e in coarse if budget.satisfied(e.costs)), key=_rank)
-        fine = fine_search(evaluator, skeleton.arch, budget, n_fine, rng, max_genes=max_genes)
+        fine = fine_search(evaluator, skeleton.arch, budget, n_fine, rng, max_genes=max_genes, mutation=mutation)
         members.append(Member(name, budget, fine.best, fine.skeleton, len(fine.evaluated) - 1))
     info = {"seed": seed, "select_split": select_split if not isinstance(data, (tuple, list)) else "given",
             "calib_steps": len(evaluator.calib), "batch_size": batch_size, "n_fine": n_fine, "max_genes": max_genes,
+            "mutation": mutation,
             "input_shape": evaluator.cost_model.input_shape, "num_classes": evaluator.cost_model.num_classes,
             "evaluated": evaluator.evaluated,
             "largest_flops": evaluator.largest_flops, "grid": dict(grid or {})}
