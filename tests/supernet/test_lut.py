@@ -26,13 +26,14 @@ def nb201_lut(tmp_path_factory):
 def test_table_times_each_unique_op_and_shape_once_and_sums_per_architecture(nb201_lut):
     space, lut, out = nb201_lut
     # nb201 C=4 N=1 at 16x16: three cells (4x16x16, 8x8x8, 16x4x4) x four ops with a module
+    shapes = ("4x16x16->4x16x16", "8x8x8->8x8x8", "16x4x4->16x4x4")
     assert set(lut.entries) == {f"{op}@{s}" for op in ("skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-                                for s in ("4x16x16", "8x8x8", "16x4x4")}
+                                for s in shapes}
     assert all(v >= 0 for v in lut.entries.values()) and lut.fixed_ms > 0
     arch = space.from_ops(["nor_conv_3x3", "none", "skip_connect", "avg_pool_3x3", "none", "nor_conv_1x1"])
     expected = lut.fixed_ms + sum(lut.entries[f"{op}@{s}"] for op in ("nor_conv_3x3", "skip_connect", "avg_pool_3x3",
                                                                         "nor_conv_1x1")
-                                  for s in ("4x16x16", "8x8x8", "16x4x4"))
+                                  for s in shapes)
     assert lut.latency_ms(arch) == pytest.approx(expected)
     assert lut.latency_ms(space.smallest()) == pytest.approx(lut.fixed_ms)  # all-none: fixed parts only
     saved = json.loads(out.read_text())
@@ -53,6 +54,8 @@ def test_proxyless_table_covers_every_layer_op():
     assert lut.latency_ms(arch) == pytest.approx(lut.fixed_ms + sum(lut.entries[s] for label, op in ops.items()
                                                                     for s in lut.positions[label][op]))
     assert all(lut.positions[label]["identity"] == [] for label in lut.positions if "identity" in lut.positions[label])
+    # a stage's strided first layer and the stride-1 layer before it see the same input: two entries, not one
+    assert lut.positions["l5.op"]["k3_e3"] != lut.positions["l4.op"]["k3_e3"]
     with pytest.raises(InvalidValue, match="latency table op"):
         lut.latency_ms(get_space("proxyless-basic").largest())  # k7_e6 was never timed
 

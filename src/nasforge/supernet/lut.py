@@ -47,8 +47,11 @@ def HELP_DEVICES() -> list[str]:  # noqa: N802  (a function: the table is read o
     return [c for c in read_table(HELP_PATH) if c not in ("arch_index", "arch_str")]
 
 
-def _signature(op: str, shape: Sequence[int]) -> str:
-    return f"{op}@{'x'.join(str(int(s)) for s in shape)}"
+def _signature(op: str, shape: Sequence[int], out_shape: Sequence[int]) -> str:
+    """``op@CxHxW->CxHxW``: an op is timed once per input and output shape (channels, stride)."""
+    def dims(v: Sequence[int]) -> str:
+        return "x".join(str(int(s)) for s in v)
+    return f"{op}@{dims(shape)}->{dims(out_shape)}"
 
 
 class LatencyLUT:
@@ -130,16 +133,16 @@ def load_lut(spec: str | os.PathLike[str]) -> LatencyLUT | HelpLatency:
 
 # ================================================================================================ build
 def _shapes(net: nn.Module, modules: Mapping[str, nn.Module], archs: Sequence[Architecture],
-            input_shape: InputShape) -> dict[str, tuple[int, ...]]:
-    """The input shape (batch 1) each named module sees in forward passes of ``archs``."""
-    seen: dict[str, tuple[int, ...]] = {}
+            input_shape: InputShape) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The input and output shapes (batch 1) each named module sees in forward passes of ``archs``."""
+    seen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def record(name: str) -> Any:
-        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            seen.setdefault(name, tuple(inputs[0].shape[1:]))
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+            seen.setdefault(name, (tuple(inputs[0].shape[1:]), tuple(output.shape[1:])))
         return hook
 
-    hooks = [m.register_forward_pre_hook(record(name)) for name, m in modules.items()]
+    hooks = [m.register_forward_hook(record(name)) for name, m in modules.items()]
     try:
         with torch.no_grad():
             for arch in archs:
@@ -212,11 +215,11 @@ def build_lut(space: SearchSpace | str, input_shape: InputShape | None = None, n
     # taken off every entry: inside a network an op pays none of it
     overhead_ms = measure_latency(nn.Identity(), shape, **timing).median_ms
     for name, module in items:
-        sig = _signature(name.rsplit(".", 1)[-1], seen[name])
+        sig = _signature(name.rsplit(".", 1)[-1], *seen[name])
         sig_of[name] = sig
         if sig not in entries:
-            entries[sig] = max(0.0, measure_latency(module, seen[name], **timing).median_ms - overhead_ms)
-    fixed_ms = overhead_ms + sum(max(0.0, measure_latency(m, seen[name], **timing).median_ms - overhead_ms)
+            entries[sig] = max(0.0, measure_latency(module, seen[name][0], **timing).median_ms - overhead_ms)
+    fixed_ms = overhead_ms + sum(max(0.0, measure_latency(m, seen[name][0], **timing).median_ms - overhead_ms)
                                  for name, m in fixed.items())
     table = {"space": {"name": space.name, "kwargs": _kwargs(space)}, "input_shape": list(shape),
              "num_classes": classes, "fixed_ms": fixed_ms, "entries": entries,
