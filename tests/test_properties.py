@@ -30,8 +30,9 @@ from nasforge.cli import main
 from nasforge.config import config_from_dict
 from nasforge.errors import NasforgeError
 from nasforge.methods.base import METHODS
-from nasforge.methods.bignas import supernet_config_from_dict
+from nasforge.methods.bignas import SupernetConfig, supernet_config_from_dict
 from nasforge.registry import STRATEGIES, get_space, list_spaces
+from nasforge.schema import validated
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 SPACES = list_spaces()
@@ -187,7 +188,10 @@ def _validate(raw: dict[str, Any], overrides: list[str] = ()) -> Any:
     """The config model of ``raw`` plus ``--set`` overrides: a supernet method's config or a search config."""
     method = raw.get("method")
     if isinstance(method, str) and method in METHODS and METHODS.factory(method).kind == "supernet":
-        return supernet_config_from_dict(raw, overrides)
+        model = METHODS.factory(method).config_model
+        if model is SupernetConfig:
+            return supernet_config_from_dict(raw, overrides)
+        return validated(model, raw, overrides, {"space": "name"})  # a method with its own config (padnas)
     return config_from_dict(raw, overrides)
 
 

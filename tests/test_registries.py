@@ -193,8 +193,10 @@ def test_method_entry_is_complete_and_its_shipped_configs_load(name):
     assert isinstance(method, Method) and method.name == name and method.kind in ("search", "supernet")
     assert inspect.isclass(method.config_model) and issubclass(method.config_model, BaseModel)
     assert method.paper and callable(method.load_config) and callable(method.run)
-    shipped = [p for p in (CONFIGS / f"{name}.yaml", CONFIGS / f"{name}-cpu.yaml") if p.is_file()]
-    assert len(shipped) == 2, f"method {name!r} ships configs/{name}.yaml (paper) and configs/{name}-cpu.yaml"
+    cpu = [p for p in [CONFIGS / f"{name}-cpu.yaml"] if p.is_file()] or sorted(CONFIGS.glob(f"{name}-*-cpu.yaml"))
+    shipped = [p for p in [CONFIGS / f"{name}.yaml"] if p.is_file()] + cpu
+    assert len(shipped) >= 2 and cpu, (f"method {name!r} ships configs/{name}.yaml (paper) and a CPU config "
+                                       f"configs/{name}-cpu.yaml (or {name}-SPACE-cpu.yaml)")
     for path in shipped:
         config = method.load_config(path)
         assert isinstance(config, method.config_model), path

@@ -6,22 +6,24 @@
   non-dominated trials (PAD-NAS Fig. 1 / MENAS Fig. 4 style accuracy-vs-cost plots).
 * :func:`plot_generations` — the population over generations: each trial's metric by its generation, with the
   per-generation median and best.
+* :func:`plot_op_heatmap` — the probability of every operation at every layer of a choice space (PAD-NAS Fig. 3:
+  layers on the x-axis, operations on the y-axis), e.g. from :func:`nasforge.supernet.opsets.op_frequencies`.
 
-Inputs are plain :class:`~nasforge.trial.Trial` lists, so the plots work on any store.
+Inputs are plain :class:`~nasforge.trial.Trial` lists (the heatmap: a mapping), so the plots work on any store.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..pareto import pareto_indices
 from ..trial import Trial, TrialState
 
-__all__ = ["plot_best_so_far", "plot_cost_tradeoff", "plot_generations", "pareto_indices", "metric_series",
-           "best_so_far"]
+__all__ = ["plot_best_so_far", "plot_cost_tradeoff", "plot_generations", "plot_op_heatmap", "pareto_indices",
+           "metric_series", "best_so_far"]
 
 
 def _pyplot():
@@ -122,4 +124,33 @@ def plot_generations(trials: Sequence[Trial], metric: str, mode: str, path: str 
     ax.set_ylabel(metric)
     ax.set_title("population over generations")
     ax.grid(alpha=0.3)
+    return _save(fig, Path(path))
+
+
+def plot_op_heatmap(frequencies: Mapping[str, Mapping[str, float]], path: str | Path, *, title: str | None = None,
+                    pruned: Mapping[str, Sequence[str]] | None = None, ops: Sequence[str] | None = None) -> Path:
+    """Heatmap of ``frequencies`` (``{layer: {op: probability}}``): one column per layer, one row per operation
+    (``ops``, then any other in order of first appearance), each cell annotated with its probability; cells of
+    operations that are not in a layer's set are left grey, those of ``pruned`` (``{layer: [op, ...]}``) are
+    marked ``x``."""
+    plt = _pyplot()
+    layers = list(frequencies)
+    ops = list(dict.fromkeys([*(ops or ()), *(op for row in frequencies.values() for op in row)]))
+    grid = np.full((len(ops), len(layers)), np.nan)
+    for j, layer in enumerate(layers):
+        for op, p in frequencies[layer].items():
+            grid[ops.index(op), j] = float(p)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(layers) + 2.0), max(2.5, 0.4 * len(ops) + 1.5)))
+    cmap = plt.get_cmap("Blues").with_extremes(bad="#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    for i, j in zip(*np.nonzero(~np.isnan(grid))):
+        v = grid[i, j]
+        mark = "x" if ops[i] in (pruned or {}).get(layers[j], ()) else f"{v:.2f}"
+        ax.text(j, i, mark, ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
+    ax.set_xticks(range(len(layers)), [str(x).split(".")[0] for x in layers], rotation=90, fontsize=8)
+    ax.set_yticks(range(len(ops)), ops, fontsize=8)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("operation")
+    ax.set_title(title or "operation probability per layer")
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     return _save(fig, Path(path))
