@@ -137,3 +137,13 @@ def test_spos_config_rules_for_choice_spaces():
         supernet_config_from_dict({**CONFIG, "method": "bignas"})
     with pytest.raises(InvalidValue, match="sandwich"):
         supernet_config_from_dict({**CONFIG, "sandwich": True, "inplace_distillation": False})
+
+
+def test_export_of_a_child_of_a_small_nb201_supernet_rebuilds_its_network(run_dir, tmp_path):
+    from nasforge.export import load_exported
+
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+    assert main(["export", str(run_dir), "--arch", arch, "--out", str(tmp_path / "x"), "--no-onnx"]) == 0
+    net, loaded = load_exported(tmp_path / "x")
+    assert get_space("nb201").format(loaded) == arch
+    assert sum(p.numel() for p in net.parameters()) == get_space("nb201", C=8, N=1).params(loaded, (1, 8, 8), 10)

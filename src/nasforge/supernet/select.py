@@ -50,6 +50,7 @@ from ..export import export_model
 from ..registry import get_space
 from ..spaces.base import InputShape, SearchSpace
 from ..spaces.bignas import BigNASSpace
+from ..spaces.nb201 import NB201Space
 from ..spaces.mbconv_common import layer_label, stage_label
 from ..train.bn import bn_layers, calibrate_bn
 from ..train.loop import evaluate
@@ -486,7 +487,10 @@ class ExportResult:
 
 
 def _space_kwargs(space: SearchSpace) -> dict[str, Any] | None:
-    """Constructor arguments rebuilding a non-default BigNAS table with ``get_space("bignas", **kwargs)``."""
+    """Constructor arguments rebuilding the space's networks: a non-default BigNAS table
+    (``get_space("bignas", **kwargs)``), or NB201's ``C`` / ``N`` (op sets do not change a network)."""
+    if isinstance(space, NB201Space):
+        return {"C": space.C, "N": space.N}
     if not isinstance(space, BigNASSpace):
         return None
     kwargs = {"stages": space.stages, "resolutions": space.resolutions, "stem_widths": space.stem_widths,
