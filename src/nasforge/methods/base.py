@@ -18,10 +18,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
+from pydantic import field_validator, model_validator
+
+from ..data import DataConfig
 from ..errors import InvalidValue
 from ..registry import METHODS
+from ..schema import ConfigModel
 
-__all__ = ["Method", "register_method", "get_method", "method_of_run"]
+__all__ = ["Method", "RunConfig", "register_method", "get_method", "method_of_run"]
+
+
+class RunConfig(ConfigModel):
+    """Base of the methods' run configs (fields ``space`` and ``data`` declared by each): ``space: NAME`` stands
+    for ``{name: NAME}``, and the ``data`` block is checked field by field (one-line errors)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("space"), str):
+            data = {**data, "space": {"name": data["space"]}}
+        return data
+
+    @field_validator("data", check_fields=False)
+    @classmethod
+    def _data(cls, v: Any) -> Any:
+        DataConfig.from_dict(v)  # raises InvalidValue naming the data field
+        return v
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Optional, Sequence
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from ..arch import Architecture
 from ..config import SpaceConfig
@@ -44,7 +44,7 @@ from ..device import resolve_device, torch_threads
 from ..errors import InvalidValue, ParseError
 from ..io import atomic_write_text, lock_folder, write_json
 from ..registry import SPACES, get_space
-from ..schema import ConfigModel, RunName, dump_config, read_yaml, validated
+from ..schema import RunName, dump_config, read_yaml, validated
 from ..supernet.distributed import init_distributed, shutdown_distributed
 from ..supernet.run import (
     CHECKPOINT,
@@ -67,7 +67,7 @@ from ..supernet.train import (
     derived_seed,
 )
 from ..train import TrainConfig
-from .base import Method, register_method
+from .base import Method, RunConfig, register_method
 
 if TYPE_CHECKING:
     from torch import nn
@@ -101,7 +101,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class SupernetConfig(ConfigModel):
+class SupernetConfig(RunConfig):
     """One supernet training run (fields documented in the module docstring; ``null`` = the method's default).
 
     ``calib_batches``: BN-calibration batches per child for the per-epoch log and ``supernet eval``;
@@ -139,19 +139,6 @@ class SupernetConfig(ConfigModel):
     threads: Optional[int] = Field(None, ge=1)
     progress: bool = True
     out: Optional[str] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _space_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("space"), str):
-            data = {**data, "space": {"name": data["space"]}}
-        return data
-
-    @field_validator("data")
-    @classmethod
-    def _data(cls, v: dict[str, Any]) -> dict[str, Any]:
-        DataConfig.from_dict(v)  # raises InvalidValue naming the data field
-        return v
 
     @model_validator(mode="after")
     def _cross(self) -> "SupernetConfig":

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from ..arch import Architecture
@@ -62,7 +62,7 @@ from ..eval.rank import rank_consistency
 from ..io import atomic_write_text, load_checkpoint, lock_folder, save_checkpoint, write_json
 from ..registry import SPACES, get_space
 from ..report import plot_cost_tradeoff, plot_op_heatmap
-from ..schema import ConfigModel, RunName, dump_config, read_yaml, validated
+from ..schema import RunName, dump_config, read_yaml, validated
 from ..store import SQLiteStore
 from ..strategies import Constraint, get_strategy
 from ..supernet.distributed import DistContext, env_ranks
@@ -73,7 +73,7 @@ from ..supernet.select import export_member
 from ..supernet.train import StepRecipe, SupernetTrainer, derived_seed
 from ..train import TrainConfig
 from ..trial import Candidate, Trial, TrialState
-from .base import Method, register_method
+from .base import Method, RunConfig, register_method
 
 __all__ = ["PadnasConfig", "load_padnas_config", "padnas_config_from_dict", "run_padnas", "export_padnas",
            "padnas_summary", "STORE", "SUMMARY"]
@@ -84,7 +84,7 @@ RESUME_MUTABLE = frozenset({"progress", "device", "threads", "out"})
 Hook = Callable[[str, Mapping[str, Any]], None]
 
 
-class PadnasConfig(ConfigModel):
+class PadnasConfig(RunConfig):
     """One PAD-NAS run: the paper's names and defaults (module docstring; ImageNet on ``proxyless-basic``).
 
     ``epochs`` / ``lr``: one entry per training stage (M - 1), ``lr`` at the recipe's reference batch (1024,
@@ -125,18 +125,6 @@ class PadnasConfig(ConfigModel):
     threads: Optional[int] = Field(None, ge=1)
     progress: bool = True
     out: Optional[str] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _space_shorthand(cls, data: Any) -> Any:
-        return {**data, "space": {"name": data["space"]}} if isinstance(data, dict) and \
-            isinstance(data.get("space"), str) else data
-
-    @field_validator("data")
-    @classmethod
-    def _data(cls, v: dict[str, Any]) -> dict[str, Any]:
-        DataConfig.from_dict(v)  # raises InvalidValue naming the data field
-        return v
 
     @model_validator(mode="after")
     def _cross(self) -> "PadnasConfig":
