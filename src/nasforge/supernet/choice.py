@@ -81,10 +81,16 @@ class ChoiceSupernet(nn.Module):
         if self._active is not None:
             raise InvalidValue("restrict", "inside an activation", "a call outside `with net.activate(...)`")
         self.space = self.space.restrict(op_sets)
-        for label, ops in self.space.op_sets().items():
-            for key in [k for k in self.choices[_key(label)] if k not in ops]:
-                del self.choices[_key(label)][key]
+        allowed = self.space.op_sets()
+        for label, ops in self._op_dicts():
+            for key in [k for k in ops if k not in allowed[label]]:
+                del ops[key]
         return self
+
+    def _op_dicts(self) -> Iterator[tuple[str, nn.ModuleDict]]:
+        """Every ``(position label, op ModuleDict)`` that holds candidate ops (one per position by default)."""
+        for label in self.space.op_sets():
+            yield label, self.choices[_key(label)]
 
     # ------------------------------------------------------------------------------------------------ forward
     @property
@@ -172,16 +178,11 @@ class NB201ChoiceSupernet(ChoiceSupernet):
     def choices(self) -> Mapping[str, nn.ModuleDict]:  # the op dicts of the first cell name the positions
         return _CellChoices(self)
 
-    def restrict(self, op_sets: Mapping[str, Sequence[str]]) -> "NB201ChoiceSupernet":
-        if self._active is not None:
-            raise InvalidValue("restrict", "inside an activation", "a call outside `with net.activate(...)`")
-        self.space = self.space.restrict(op_sets)
+    def _op_dicts(self) -> Iterator[tuple[str, nn.ModuleDict]]:
+        """Each edge's op dict in every cell (each cell has its own weights)."""
         for i in self._cells:
-            for label, ops in self.space.op_sets().items():
-                edge = self.features[i]["edges"][label]
-                for key in [k for k in edge if k not in ops]:
-                    del edge[key]
-        return self
+            for label in self.space.op_sets():
+                yield label, self.features[i]["edges"][label]
 
     def _run(self, x: torch.Tensor, ops: Mapping[str, str]) -> torch.Tensor:
         labels = list(ops)
