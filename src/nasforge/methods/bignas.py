@@ -45,7 +45,7 @@ from ..errors import InvalidValue, ParseError
 from ..io import atomic_write_text, lock_folder, write_json
 from ..registry import SPACES, get_space
 from ..schema import RunName, dump_config, read_yaml, validated
-from ..supernet.distributed import init_distributed, shutdown_distributed
+from ..supernet.distributed import barrier, init_distributed, shutdown_distributed
 from ..supernet.run import (
     CHECKPOINT,
     RESULT,
@@ -305,6 +305,7 @@ def run_supernet(config: SupernetConfig, out: str | os.PathLike[str], *, resume:
             result = trainer.fit(stop_at=stop_at)
             if ctx.is_main and result.steps >= result.total_steps:
                 write_json(run_dir / RESULT, {**result.to_dict(), "checkpoint": CHECKPOINT})
+            barrier(ctx)  # every rank leaves together: gloo aborts a rank that tears down while a peer still works
             return result
     finally:
         shutdown_distributed(ctx)
