@@ -26,7 +26,7 @@ from ..errors import InvalidValue
 from ..io import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 
-__all__ = ["FORMAT", "save_training_state", "load_training_state", "restore_training_state"]
+__all__ = ["FORMAT", "save_training_state", "load_training_state", "restore_training_state", "replace_model_state"]
 
 FORMAT = "nasforge.train/1"
 
@@ -122,3 +122,18 @@ def restore_training_state(ckpt: dict[str, Any], *, model: nn.Module, optimizer:
     if "cuda" in rng and device.type == "cuda":
         torch.cuda.set_rng_state_all(rng["cuda"])
     _restore_source(source, ckpt.get("source"))
+
+
+def replace_model_state(path: str | os.PathLike[str], sha256: str, model: nn.Module, **extra: Any) -> str:
+    """Rewrite the checkpoint at ``path`` (verified against ``sha256``) with ``model``'s state dict, e.g. after
+    its BatchNorm statistics were re-calibrated, plus the ``extra`` entries; returns the new SHA-256.
+
+    Resuming from it stays exact for the weights and optimizer: BatchNorm uses batch statistics while training,
+    so the running statistics do not change the training trajectory.
+    """
+    ckpt = load_checkpoint(path, sha256=sha256)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"checkpoint {str(path)!r}: no 'model' state dict to replace")
+    ckpt["model"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ckpt.update(extra)
+    return save_checkpoint(path, ckpt)
