@@ -29,7 +29,8 @@ the behaviour before issue 16; 5: the recipe's unscaled). Children (20 epochs, f
 warm-up as it is.
 
 Tickets and children load the parent's checkpoint (``context["parent_checkpoint"]``) verified against its SHA-256
-(:func:`nasforge.io.load_checkpoint`; the training-state format, weights in ``ckpt["model"]``) — the paper records
+(:func:`nasforge.io.load_checkpoint`; weights and BN statistics in ``ckpt["model"]``, written weights-only by
+:func:`~nasforge.train.checkpoint.save_weights`; a full training checkpoint is read too) — the paper records
 "the path strings that save the checkpoints of each network and its parent". A missing, corrupt or mismatched
 checkpoint RAISES, so the trial fails with that reason: never a silent fallback to a random initialisation.
 ``Result.info`` records ``inherited_from`` (``{"trial", "checkpoint", "sha256"}``) and ``inheritance`` (counts per
