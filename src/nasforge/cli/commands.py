@@ -184,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     its BatchNorm statistics on --calib-batches training batches when --calibrate-bn says so (auto: when it trained
     fewer than 5 epochs).
 
-    With --out DIR the trained state (checkpoint.pt, sha256 in result.json) and the architecture are kept."""
+    With --out DIR the trained weights (checkpoint.pt, sha256 in result.json) and the architecture are kept."""
     from ..data import load_data
     from ..eval.train_eval import TrainEvaluator
     from ..io import write_json

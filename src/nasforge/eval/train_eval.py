@@ -97,7 +97,7 @@ class TrialRun:
     """One evaluation's setting, handed to the :class:`TrainEvaluator` hooks.
 
     ``init_seed`` / ``data_seed`` / ``torch_seed`` / ``calib_seed`` derive from the trial seed; ``checkpoint`` is
-    where the trained state is written (``None`` without a trial folder); ``info`` collects extra ``Result.info``
+    where the trained weights are written (``None`` without a trial folder); ``info`` collects extra ``Result.info``
     entries; ``weights`` says how the starting weights were changed (``"pruned"``, ``"inherited"``; ``None``:
     a fresh initialisation), which makes ``calibrate_bn: auto`` calibrate whatever the epochs.
     """
@@ -137,7 +137,7 @@ class TrainEvaluator(Evaluator):
     :class:`~nasforge.data.DataSplits` (default: the embedded Fashion-MNIST). ``train_config``: a
     :class:`~nasforge.train.TrainConfig` (default: the ``nb201`` recipe). ``device``: ``"auto"``, ``"cpu"``,
     ``"cuda"``...; ``context["device"]`` overrides it per trial. ``split``: the split scored (``"val"``).
-    ``checkpoints``: save the trained state when the study gives a ``context["trial_dir"]``.
+    ``checkpoints``: save the trained weights (and BN statistics) when the study gives a ``context["trial_dir"]``.
     ``threads``: torch intra-op threads during an evaluation (``None``: leave as is).
 
     ``calibrate_bn``: ``"auto"`` (default), ``True`` or ``False``: re-estimate the BatchNorm statistics on
