@@ -72,6 +72,8 @@ def test_slug_names_are_accepted(name):
     (["strategy=nsga2"], "strategy.params.cost: got 'latency_ms'; allowed: 'accuracy', 'flops', 'params' or "
                          "'test_accuracy'"),
     (["strategy=nsga2", "strategy.params.cost=[1]"], "strategy.params.cost: got [1]"),
+    (["strategy=nsga2", "strategy.params.cost=flops", "constraints=[{name: test_accuracy, min: 90}]"],
+     "constraints.0.name: got 'test_accuracy'; allowed: 'flops' or 'params'"),  # a metric is no cost bound
     (["metric=test_acc"], "metric: got 'test_acc'"),
 ])
 def test_names_are_checked_against_what_the_evaluator_reports(overrides, needle):

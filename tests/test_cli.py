@@ -57,6 +57,11 @@ def test_train_writes_result_and_checkpoint(capsys, tmp_path) -> None:
     assert code == 0 and row["test accuracy"] > 20  # 10 classes: chance is 10 %
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["arch_str"] == cell and (tmp_path / "checkpoint.pt").is_file()
+    # 2 < 5 epochs: BN re-calibrated (auto) on 20 training batches of 32 before the score, and recorded
+    assert row["bn calibrated"] is True and row["bn calib images"] == 20 * 32
+    info = saved["result"]["info"]
+    assert info["bn_calibrated"] is True and info["bn_calib_images"] == 640
+    assert row["test accuracy before calibration"] == info["accuracy_uncalibrated"]
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -70,6 +75,9 @@ def test_train_writes_result_and_checkpoint(capsys, tmp_path) -> None:
     (["data", "/no/such/path"], "data.source"),
     (["train", "nb201", BEST_C10, "--data", "digits", "--device", "cuda:7"], "device"),
     (["train", "nb201", BEST_C10, "--data", "digits", "--recipe", "adam"], "recipe: got 'adam'"),
+    (["train", "nb201", BEST_C10, "--data", "digits", "--calibrate-bn", "maybe"],
+     "--calibrate-bn: got 'maybe'; allowed: 'auto', true or false"),
+    (["train", "nb201", BEST_C10, "--data", "digits", "--calib-batches", "0"], "--calib-batches: got '0'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle) -> None:
     try:

@@ -41,6 +41,18 @@ def test_search_show_export_and_resume_with_a_larger_budget(tmp_path, config, ca
     assert table[0].split()[:3] == ["id", "state", "accuracy"] and len(table) == 2 + 3
     assert table[2].split()[0] == str(best["trial_id"])  # best first
 
+    assert main(["runs", "show", str(run), "--top", "2", "--metric", "flops"]) == 0
+    table = capsys.readouterr().out.splitlines()  # a cost: smallest first
+    with SQLiteStore(run / "trials.sqlite") as store:
+        cheapest = sorted((t.result.costs["flops"], t.id) for t in store.trials())[:2]
+    assert table[0].split()[:3] == ["id", "state", "flops"] and len(table) == 2 + 2
+    assert [int(line.split()[0]) for line in table[2:]] == [tid for _, tid in cheapest]
+    for fmt in ("table", "json"):
+        assert main(["runs", "show", str(run), "--metric", "acuracy", "--format", fmt]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == ("nasforge: error: --metric: got 'acuracy'; allowed: 'accuracy', 'flops', 'params', "
+                       "'test_accuracy'")
+
     assert main(["runs", "show", str(run), "--format", "json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert len(shown["trials"]) == 12 and shown["study"]["seed"] == 4

@@ -158,6 +158,47 @@ def test_select_writes_a_family_and_export_takes_a_member_name(trained, tmp_path
     assert json.loads((folder / "family.json").read_text())["info"]["mutation"] == "any"
 
 
+@pytest.mark.slow
+def test_select_on_measured_latency_budgets(trained, tmp_path, capsys):
+    """Issue 12: --budgets latency_ms:MAX times every child's standalone network on --device (batch 1, one thread).
+    A budget below the cheapest skeleton names its measured latency; budgets above it give members within them."""
+    import re
+    import shutil
+
+    _, run_dir = trained
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    code, _, err = run(capsys, "supernet", "select", str(folder), "--budgets", "latency_ms:1e-6")
+    assert code == 2 and err.count("\n") == 1
+    cheapest = float(re.search(r"allowed: latency_ms >= ([0-9.e+-]+) \(the cheapest skeleton\)", err).group(1))
+    assert 0 < cheapest < 1000
+    small = 20 * cheapest  # far above timing noise, below the 1 s budget of M
+    code, out, err = run(capsys, "supernet", "select", str(folder), "--budgets", f"latency_ms:1000,latency_ms:{small}",
+                         "--n-fine", "2", "--format", "json")
+    assert code == 0, err
+    members = json.loads(out)["members"]
+    assert [m["member"] for m in members] == ["S", "M"]
+    assert members[0]["latency_ms"] <= small and members[1]["latency_ms"] <= 1000
+    family = json.loads((folder / "family.json").read_text())
+    assert family["info"]["latency"] == {"source": "measured", "device": "cpu", "threads": 1, "warmup": 3,
+                                         "repeats": 5, "min_run_time": 0.02}
+    assert all("latency_ms" in e for e in family["coarse"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--budgets", "latency_ms:5", "--lut", "help:pixel3"],
+     "--lut: got 'help:pixel3'; allowed: a table of space 'bignas' (this one holds 'nb201' latencies)"),
+    (["--budgets", "latency_ms:5", "--lut", "help:no-such-device"], "--lut help:DEVICE: got 'no-such-device'"),
+    (["--budgets", "latency_ms:5", "--lut", "missing.json"], "--lut: got 'missing.json'"),
+    (["--budgets", "0.5", "--lut", "help:pixel3"], "--lut: got 'help:pixel3'; allowed: only with latency_ms budgets"),
+])
+def test_select_latency_table_errors_are_one_line(trained, capsys, argv, needle):
+    _, run_dir = trained
+    code, _, err = run(capsys, "supernet", "select", str(run_dir), *argv)
+    assert code == 2 and needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (run_dir / "family.json").exists()
+
+
 def test_menas_spaces_train_without_transition_skips(tmp_path, capsys):
     """The pipeline trains any nesting MBConv space (menas-ws here); the bignas-only transition_skip switch
     resolves to false for it and is an error when set explicitly."""

@@ -139,6 +139,45 @@ def test_cli_exports_the_best_trial_of_a_search(run_dir, capsys) -> None:
     assert all(torch.equal(v, ckpt["model"][k]) for k, v in model.state_dict().items())
     meta = json.loads((out / "meta.json").read_text())
     assert meta["meta"]["trial"] == best["trial_id"] and meta["meta"]["checkpoint_sha256"] == trial.checkpoint_sha256
+    # 0.1 epochs: the trial was scored after BN calibration (auto), and those statistics are what is exported
+    assert row["bn calibrated"] is True and meta["meta"]["bn_calibration"]["source"] == "trial checkpoint"
+    assert meta["meta"]["bn_calibration"]["bn_calib_images"] == ckpt["bn_calibration"]["bn_calib_images"] == 160
+
+
+@pytest.mark.slow
+def test_export_calibrates_bn_statistics_that_were_not(tmp_path, run_dir, capsys) -> None:
+    """A run scored without calibration (calibrate_bn: false): export re-estimates the statistics of its 0.1-epoch
+    network (auto), --calibrate-bn false keeps them, and --calibrate-bn true on a calibrated run reproduces the
+    trial's own statistics (same calibration batches)."""
+    run = tmp_path / "stale"
+    config = {**RUN_CONFIG, "budget": 1, "evaluator": {**RUN_CONFIG["evaluator"], "calibrate_bn": False}}
+    run_search(config_from_dict(config), run).close()
+    with SQLiteStore(run / "trials.sqlite") as store:
+        trial = store.get(0)
+    assert trial.result.info["bn_calibrated"] is False
+    saved = torch.load(trial.checkpoint, weights_only=True)["model"]
+    stats = [k for k in saved if k.endswith("running_mean")]
+    for flag, calibrated in (("auto", True), ("false", False)):
+        out = tmp_path / flag
+        assert main(["export", str(run), "--out", str(out), "--no-onnx", "--calibrate-bn", flag,
+                     "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["bn calibrated"] is calibrated
+        state = load_exported(out)[0].state_dict()
+        record = json.loads((out / "meta.json").read_text())["meta"]["bn_calibration"]
+        if calibrated:  # 160 training images in 5 batches of 32 (fewer than calib_batches: the split ran out)
+            assert record == {"bn_calibrated": True, "bn_calib_batches": 5, "bn_calib_images": 160,
+                              "bn_calib_reason": "auto: trained 0.2 < 5 epochs", "source": "export"}
+            assert all(not torch.equal(state[k], saved[k]) for k in stats)
+            assert {int(v) for k, v in state.items() if k.endswith("num_batches_tracked")} == {5}
+        else:
+            assert record == {"bn_calibrated": False, "bn_calib_reason": "calibrate_bn: false"}
+            assert all(torch.equal(state[k], saved[k]) for k in saved)
+    out = tmp_path / "again"
+    assert main(["export", str(run_dir), "--trial", "0", "--out", str(out), "--no-onnx", "--calibrate-bn", "true"]) == 0
+    with SQLiteStore(run_dir / "trials.sqlite") as store:
+        scored = torch.load(store.get(0).checkpoint, weights_only=True)["model"]
+    state = load_exported(out)[0].state_dict()
+    assert all(torch.allclose(state[k], scored[k], rtol=1e-5, atol=1e-6) for k in scored)
 
 
 @pytest.mark.slow
@@ -174,6 +213,7 @@ def test_cli_fails_in_one_line_on_a_corrupted_checkpoint(run_dir, tmp_path, caps
 @pytest.mark.parametrize("argv, needle", [
     (["--trial", "9"], "trial_id: got 9; allowed: an existing trial id (0..1)"),
     (["--arch", "x"], "--arch: got 'x'; allowed: nothing for a search run folder"),
+    (["--calibrate-bn", "often"], "--calibrate-bn: got 'often'; allowed: 'auto', true or false"),
 ])
 def test_cli_argument_errors(run_dir, capsys, argv, needle) -> None:
     assert main(["export", str(run_dir), *argv]) == 2

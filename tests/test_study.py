@@ -298,6 +298,7 @@ def test_outputs_config_and_multi_objective_pareto(tmp_path):
         assert not any(t.result.metrics["accuracy"] >= acc and t.result.costs["flops"] <= flops
                        and (t.result.metrics["accuracy"], t.result.costs["flops"]) != (acc, flops) for t in done)
     assert {r["trial_id"] for r in pareto["ranks"]} == {t.id for t in done}
+    assert pareto["duplicates"] == study.strategy.duplicates and len({t.arch.key() for t in done}) == len(done)
     study.close()
 
 

@@ -31,7 +31,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -436,8 +436,11 @@ class Study:
         front = [{"trial_id": t.id, "arch": str(t.arch), self.metric: t.metric(self.metric),
                   str(cost): self.strategy.costs(t.arch).get(cost, t.metric(cost)) if cost else None}
                  for t in front_fn()]
-        return {"metric": self.metric, "cost": cost, "front": front,
-                "ranks": [{"trial_id": k, "rank": v} for k, v in sorted(ranks_fn().items())]}
+        out = {"metric": self.metric, "cost": cost, "front": front,
+               "ranks": [{"trial_id": k, "rank": v} for k, v in sorted(ranks_fn().items())]}
+        if isinstance(getattr(self.strategy, "duplicates", None), Mapping):  # NSGA-II's duplicate offspring
+            out["duplicates"] = dict(self.strategy.duplicates)
+        return out
 
     def write_outputs(self) -> dict[str, Path]:
         """Write ``best.json``, ``pareto.json`` (multi-objective) and the report into ``run_dir``."""

@@ -103,6 +103,11 @@ def test_a_child_inherits_its_parents_weights(trained, tmp_path):
                                           "sha256": res.info["checkpoint_sha256"]}
     assert sum(out.info["inheritance"].values()) == len(report) and out.info["inheritance"]["copy"] > 0
     assert len(out.info["lottery_tickets"]) == 3  # children explore their tickets too
+    # inherited weights: scored after BN calibration on calib_batches (2) training batches of 32, whatever the epochs
+    assert out.info["bn_calib_reason"] == "auto: weights inherited" and out.info["bn_calib_images"] == 64
+    saved = load_checkpoint(out.artifacts["checkpoint"], sha256=out.info["checkpoint_sha256"])
+    assert saved["bn_calibration"]["bn_calibrated"] is True
+    assert {int(v) for k, v in saved["model"].items() if k.endswith("num_batches_tracked")} == {2}
 
 
 def test_without_weight_sharing_a_child_trains_from_scratch(trained, tmp_path):
@@ -152,6 +157,7 @@ def test_a_ticket_is_truncated_recalibrated_and_fine_tuned(trained, tmp_path):
         assert int(state[f"{bn}.num_batches_tracked"]) == 2, bn
     out = ev.evaluate(ticket, seed=2, context=ctx)
     assert out.info["kind"] == "ticket" and out.info["bn_calibration_batches"] == 2
+    assert out.info["bn_calibrated"] is True and out.info["bn_calib_reason"] == "auto: weights pruned"
     assert out.info["inheritance"]["fresh"] == 0 and "lottery_tickets" not in out.info
     assert out.artifacts["checkpoint"].startswith(str(tmp_path / "00001"))
 
@@ -166,8 +172,8 @@ def test_a_ticket_fine_tunes_with_the_recipes_warm_up_scaled_to_the_fine_tune(tr
     ticket = SPACE.parse(res.info["lottery_tickets"][0]["arch"])
     out = ev.evaluate(ticket, seed=2, context=parent_context(res, tmp_path / "t", "ticket"))
     ckpt = load_checkpoint(out.artifacts["checkpoint"])
-    spe = ckpt["position"]["steps_per_epoch"]
-    assert spe == -(-240 // 32) == 8 and out.info["steps"] == ckpt["position"]["total_steps"] == spe  # one epoch
+    spe = -(-240 // 32)  # 8 steps per epoch
+    assert out.info["steps"] == ckpt["steps"] == spe == len(ckpt["history"]) * spe  # one epoch
     assert out.info["epochs"] == pytest.approx(1.0)
     assert ckpt["config"] == {**recipe.model_dump(), "warmup_epochs": 0.25}
     f = lr_lambda(TrainConfig(**ckpt["config"]), spe, spe)

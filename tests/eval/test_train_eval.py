@@ -125,3 +125,29 @@ def test_dropout_networks_reproduce_for_a_seed_whatever_ran_before() -> None:
     torch.rand(1000)  # move the global generator on
     assert ev.evaluate(a, seed=5).info["train_loss"] == first
     assert ev.evaluate(a, seed=6).info["train_loss"] != first
+
+
+def test_trial_checkpoints_hold_weights_and_bn_statistics_only(tmp_path):
+    """Issue 12 item 4: weight inheritance and export read weights only and an interrupted trial is evaluated
+    again from the start, so a trial's checkpoint keeps no optimizer / scheduler / generator state. With RMSProp
+    (two buffers per parameter) it is about a third of the resumable training checkpoint of the same network."""
+    from nasforge.eval.train_eval import init_weights as init
+    from nasforge.train import train
+    from nasforge.train.checkpoint import WEIGHTS_FORMAT, load_training_state
+
+    recipe = TrainConfig.from_recipe("menas", batch_size=32, warmup_epochs=0.01)
+    ev = TrainEvaluator(SPACE, DATA, epochs=0.2, train_config=recipe, device="cpu", threads=1)
+    res = ev.evaluate(ARCH, seed=3, context={"trial_dir": str(tmp_path / "trial")})
+    ckpt = load_checkpoint(res.artifacts["checkpoint"], sha256=res.info["checkpoint_sha256"])
+    assert ckpt["format"] == WEIGHTS_FORMAT
+    assert set(ckpt) == {"format", "model", "config", "steps", "epochs", "history", "bn_calibration"}
+    assert ckpt["model"].keys() == SPACE.build(ARCH, (1, 28, 28), 10).state_dict().keys()  # BN buffers included
+    assert ckpt["steps"] == res.info["steps"] and ckpt["bn_calibration"]["bn_calibrated"] is True
+    full = tmp_path / "full.pt"  # the same network trained by the loop with a resumable checkpoint
+    net = init(SPACE.build(ARCH, (1, 28, 28), 10), torch.Generator().manual_seed(0))
+    splits = ev.splits()
+    train(net, splits.loader("train", 32, seed=0), config=recipe, epochs=0.2, progress=False, checkpoint_path=full)
+    weights_size, full_size = (tmp_path / "trial" / "checkpoint.pt").stat().st_size, full.stat().st_size
+    assert weights_size < 0.4 * full_size
+    with pytest.raises(CheckpointError, match="not a nasforge training checkpoint"):
+        load_training_state(res.artifacts["checkpoint"], recipe, steps_per_epoch=7)

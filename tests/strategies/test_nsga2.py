@@ -137,3 +137,50 @@ def test_ranks_over_all_evaluated_not_just_parents() -> None:
     for a, b in itertools.combinations(s.pareto_front(), 2):
         assert not dominates((-a.metric("accuracy"), a.result.costs["flops"]),
                              (-b.metric("accuracy"), b.result.costs["flops"]))
+
+
+def test_offspring_repeating_the_archive_are_redrawn_and_counted() -> None:
+    """Issue 12: an offspring that repeats an architecture of the population or the archive gets its mutation
+    redrawn (mutation_retries times), then is bred anew; every asked architecture is new and the counts are part
+    of the state."""
+    ev = TabularEvaluator.nb201("cifar10", "hp200-test")
+    s = get_strategy("nsga2", "nb201", seed=2, population_size=16, cost="flops")
+    asked = []
+    while len(asked) < 16 * 6:
+        cand = s.ask(1)[0]
+        asked.append(cand)
+        run_loop_one(s, ev, cand, len(asked) - 1)
+    assert len({c.arch.key() for c in asked}) == len(asked)  # nothing asked twice
+    dups = s.duplicates
+    retried = [c.info["mutation_retries"] for c in asked if "mutation_retries" in c.info]
+    # every redraw of an offspring that was then asked was counted (re-bred ones add their 11 draws each)
+    assert sum(retried) + (s.mutation_retries + 1) * dups["rebred"] == dups["offspring"] > 0
+    assert 0 < dups["parent_copies"] <= dups["offspring"] and dups["asked"] == 0
+    state = s.state_dict()
+    assert state["extra"]["duplicates"] == dups
+    again = get_strategy("nsga2", "nb201", seed=2, population_size=16, cost="flops")
+    again.load_state_dict(state)
+    assert again.duplicates == dups
+    state["extra"].pop("duplicates")  # a state saved before the counters existed
+    again.load_state_dict(state)
+    assert again.duplicates == dict.fromkeys(("offspring", "parent_copies", "rebred", "asked"), 0)
+
+
+def run_loop_one(s, ev, cand, tid) -> None:
+    from nasforge.trial import Trial
+
+    s.tell(Trial(id=tid, arch=cand.arch, state=TrialState.COMPLETE, result=ev.evaluate(cand.arch),
+                 parents=cand.parents, generation=cand.generation))
+
+
+def test_an_operator_that_only_copies_parents_is_bred_anew_then_sampled() -> None:
+    """No crossover, no mutation: every offspring copies its parent. Each breed redraws its mutation
+    mutation_retries times (11 draws), the base class breeds anew dedup_tries (100) times, then samples uniformly."""
+    ev = TabularEvaluator.nb201("cifar10", "hp200-test")
+    s = get_strategy("nsga2", "nb201", seed=0, population_size=4, cost="flops", crossover_prob=0.0,
+                     mutation_prob=0.0)
+    run_loop(s, ev.evaluate, 4)
+    cand = s.ask(1)[0]
+    assert cand.info == {"fallback": "uniform"} and cand.generation == 1
+    draws = (s.mutation_retries + 1) * s.dedup_tries
+    assert s.duplicates == {"offspring": draws, "parent_copies": draws, "rebred": s.dedup_tries, "asked": 0}

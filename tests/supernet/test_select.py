@@ -369,6 +369,38 @@ def test_coarse_to_fine_rejects_impossible_or_mixed_budgets(supernet: tuple[nn.M
         coarse_to_fine(net, space, batches, [0.5], mutation="far", **kwargs)
 
 
+class _FlopsTable:
+    """A deterministic latency table for the tests: 1 ms per 100k FLOPs; counts its look-ups."""
+
+    def __init__(self, space: BigNASSpace) -> None:
+        self.costs, self.calls = AnalyticCost(space, SHAPE, 10), 0
+
+    def cost(self, arch: Architecture) -> dict[str, float]:
+        self.calls += 1
+        return {"latency_ms": self.costs.cost(arch)["flops"] / 1e5}
+
+
+def test_latency_budgets_use_the_latency_model(supernet: tuple[nn.Module, BigNASSpace], splits: DataSplits) -> None:
+    """Issue 12: budgets on latency_ms, from any model with cost(arch) -> {'latency_ms'} (a lookup table or a
+    MeasuredLatency): members ordered by budget, each within its own, on the latency the model gave."""
+    net, space = supernet
+    table = _FlopsTable(space)
+    lat = sorted({table.cost(a)["latency_ms"] for a in coarse_grid(space, **GRID)})
+    budgets = [("latency_ms", lat[-1] * 2), ("latency_ms", lat[len(lat) // 2])]
+    fam = coarse_to_fine(net, space, splits, budgets, seed=0, n_fine=2, calib_steps=1, batch_size=32, max_batches=1,
+                         grid=GRID, latency=table)
+    assert [(m.name, m.budget.max) for m in fam.members] == [("S", lat[len(lat) // 2]), ("M", lat[-1] * 2)]
+    for m in fam.members:
+        assert m.entry.costs["latency_ms"] == table.cost(m.arch)["latency_ms"] <= m.budget.max
+        assert m.skeleton.costs["latency_ms"] <= m.budget.max
+    assert all("latency_ms" in e.costs for e in fam.coarse) and table.calls > len(fam.coarse)
+    with pytest.raises(InvalidValue, match=r"^budget S: got 'latency_ms <= 0.001'; allowed: latency_ms >= "):
+        coarse_to_fine(net, space, splits, [("latency_ms", 1e-3)], seed=0, n_fine=0, calib_steps=1, grid=GRID,
+                       latency=table)
+    with pytest.raises(InvalidValue, match="^latency: got 'str'"):
+        coarse_to_fine(net, space, splits, [("latency_ms", 1.0)], seed=0, calib_steps=1, grid=GRID, latency="lut")
+
+
 # ------------------------------------------------------------------------------------------------ export
 def test_export_member_round_trip_and_onnx_parity(supernet: tuple[nn.Module, BigNASSpace], batches: tuple,
                                                   tmp_path: Path) -> None:

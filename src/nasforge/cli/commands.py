@@ -180,16 +180,20 @@ cmd_data.configure = lambda p: _data_options(p, required=False)  # type: ignore[
 @command("train", help="train one architecture from scratch and report its held-out accuracy")
 def cmd_train(args: argparse.Namespace) -> int:
     """Train ARCH of SPACE from scratch on --data with a paper's recipe (see nasforge.train.RECIPES) and report
-    its accuracy on the test split (or the validation split when the data has no test split).
+    its accuracy on the test split (or the validation split when the data has no test split), after re-estimating
+    its BatchNorm statistics on --calib-batches training batches when --calibrate-bn says so (auto: when it trained
+    fewer than 5 epochs).
 
-    With --out DIR the trained state (checkpoint.pt, sha256 in result.json) and the architecture are kept."""
+    With --out DIR the trained weights (checkpoint.pt, sha256 in result.json) and the architecture are kept."""
     from ..data import load_data
     from ..eval.train_eval import TrainEvaluator
     from ..io import write_json
     from ..train import TrainConfig
+    from ..train.bn import check_calibrate_mode
 
     space = get_space(args.space)
     arch = parse(args.arch, space.name)
+    calibrate = check_calibrate_mode(args.calibrate_bn, "--calibrate-bn")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise InvalidValue("--out", args.out, "a folder (this path is a file)")
     overrides = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr}.items() if v is not None}
@@ -197,13 +201,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     splits = load_data(_data_config(args, args.data, crop_padding=args.crop_padding, flip=args.flip))
     split = "test" if "test" in splits.available() else "val"
     evaluator = TrainEvaluator(space, splits, epochs=args.epochs, train_config=config, device=args.device,
-                               split=split)
+                               split=split, calibrate_bn=calibrate, calib_batches=args.calib_batches)
     context = {"trial_dir": args.out} if args.out else None
     result = evaluator.evaluate(arch, seed=args.seed, context=context)
     row = {"space": space.name, "arch": str(arch), f"{split} accuracy": result.metrics["accuracy"],
            "train accuracy": result.info.get("train_accuracy"), "params": int(result.costs["params"]),
            "flops": int(result.costs["flops"]), "epochs": result.info.get("epochs"),
-           "seconds": round(result.info.get("train_seconds", 0.0), 1), "device": result.info.get("device")}
+           "seconds": round(result.info.get("train_seconds", 0.0), 1), "device": result.info.get("device"),
+           "bn calibrated": result.info.get("bn_calibrated"), "bn calib images": result.info.get("bn_calib_images")}
+    if result.info.get("bn_calibrated"):
+        row[f"{split} accuracy before calibration"] = result.info.get("accuracy_uncalibrated")
     if args.out:
         write_json(f"{args.out}/result.json", {"arch": arch.to_dict(), "arch_str": str(arch), "space": space.name,
                                                "result": result.to_dict(), "recipe": config.model_dump()})
@@ -228,6 +235,11 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int_at_least(0, "--seed"), default=0,
                    help="weight-init, dropout and shuffling seed (default 0)")
+    p.add_argument("--calibrate-bn", default="auto", metavar="auto|true|false",
+                   help="re-estimate the BatchNorm statistics on training batches before scoring (default auto: "
+                        "when trained fewer than 5 epochs)")
+    p.add_argument("--calib-batches", type=int_at_least(1, "--calib-batches"), default=20,
+                   help="training batches BN is calibrated on (default 20)")
     p.add_argument("--out", help="folder for the checkpoint and result.json")
 
 

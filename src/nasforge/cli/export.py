@@ -65,7 +65,8 @@ def _checkpoint_path(trial: Any, run_dir: Path) -> Path:
     return trial_checkpoint(trial, run_dir)
 
 
-def _state_dict(path: Path, sha256: str | None) -> Mapping[str, Any]:
+def _checkpoint(path: Path, sha256: str | None) -> Mapping[str, Any]:
+    """The verified checkpoint; it must hold a ``model`` state dict."""
     from ..io import load_checkpoint
 
     ckpt = load_checkpoint(path, sha256=sha256)
@@ -73,13 +74,51 @@ def _state_dict(path: Path, sha256: str | None) -> Mapping[str, Any]:
     if not isinstance(state, Mapping):
         raise CheckpointError(f"checkpoint {str(path)!r}: no 'model' state dict (expected a nasforge training "
                               "checkpoint)")
-    return state
+    return ckpt
+
+
+def _weights_of(t: Any) -> str | None:
+    """How a trial's starting weights were changed (for ``calibrate_bn: auto``): pruned (a MENAS ticket),
+    inherited (a weight-sharing child), else ``None``."""
+    info = t.result.info if t.result else {}
+    if (info.get("kind") or (t.info or {}).get("kind")) == "ticket":
+        return "pruned"
+    return "inherited" if info.get("inherited_from") else None
+
+
+def _calibrate_export(model: Any, ckpt: Mapping[str, Any], t: Any, evaluator: Any, mode: str | bool) -> dict[str, Any]:
+    """BN calibration of an exported trial: the statistics the trial was scored with when its checkpoint holds
+    calibrated ones (``auto``), else as :func:`nasforge.train.bn.wants_calibration` decides for the trial (its
+    epochs, pruned / inherited weights), on the trial's own calibration batches (same seed: the same statistics
+    the evaluator would have computed)."""
+    from ..eval.train_eval import calibration_seed
+    from ..train.bn import calibrate_for_scoring, wants_calibration
+
+    saved = ckpt.get("bn_calibration")
+    if mode == "auto" and isinstance(saved, Mapping) and saved.get("bn_calibrated"):
+        return {**saved, "source": "trial checkpoint"}
+    info = t.result.info if t.result else {}
+    wanted, reason = wants_calibration(mode, epochs=info.get("epochs"), modified=_weights_of(t))
+    if not wanted:
+        return {"bn_calibrated": False, "bn_calib_reason": reason}
+    batch_size = evaluator.train_config.batch_size
+    batches = evaluator.calibration_batches(evaluator.splits(), batch_size, next(model.parameters()).device,
+                                            calibration_seed(t.seed))
+    return {**calibrate_for_scoring(model, batches, evaluator.calib_batches, reason=reason), "source": "export"}
 
 
 def export_trial(run_dir: str | Path, trial: int | None = None, out: str | Path | None = None, *,
-                 onnx: bool | None = None, program: bool = False) -> dict[str, Any]:
+                 onnx: bool | None = None, program: bool = False, calibrate_bn: str | bool = "auto") -> dict[str, Any]:
     """Export trial ``trial`` (default: the best) of the search in ``run_dir`` to ``out`` (default:
-    ``RUN_DIR/export/trial-NNNNN``); returns a summary row (trial, arch, metric, files, ONNX parity)."""
+    ``RUN_DIR/export/trial-NNNNN``); returns a summary row (trial, arch, metric, files, ONNX parity, BN calibration).
+
+    ``calibrate_bn`` (``auto`` | ``true`` | ``false``): ``auto`` keeps the statistics of a checkpoint that was
+    calibrated when the trial was scored and otherwise re-estimates them when the trial trained fewer than 5 epochs
+    or started from pruned / inherited weights; ``true`` always re-estimates; ``false`` exports them as saved.
+    ``meta.json`` records what was done under ``meta.bn_calibration``."""
+    from ..train.bn import check_calibrate_mode
+
+    calibrate_bn = check_calibrate_mode(calibrate_bn, "--calibrate-bn")
     from ..config import build_evaluator, build_space
     from ..export import build_with_state, export_model
     from ..store import SQLiteStore
@@ -98,25 +137,32 @@ def export_trial(run_dir: str | Path, trial: int | None = None, out: str | Path 
         raise InvalidValue("--trial", t.id, f"a complete trial (trial {t.id} is {t.state.value})")
     space = build_space(config)
     arch = space.validate(t.arch)
-    shape, classes = build_evaluator(config, space).input_spec
+    evaluator = build_evaluator(config, space)
+    shape, classes = evaluator.input_spec
     path = _checkpoint_path(t, run)
-    model = build_with_state(space, arch, shape, classes, _state_dict(path, t.checkpoint_sha256))
+    ckpt = _checkpoint(path, t.checkpoint_sha256)
+    model = build_with_state(space, arch, shape, classes, ckpt["model"])
+    calibration = _calibrate_export(model, ckpt, t, evaluator, calibrate_bn)
     target = Path(out) if out is not None else run / "export" / f"trial-{t.id:05d}"
     meta = {"run_dir": str(run.resolve()), "trial": t.id, "metrics": t.result.metrics if t.result else {},
             "costs": t.result.costs if t.result else {}, "checkpoint": str(path), "checkpoint_sha256":
-            t.checkpoint_sha256, "config_name": config.name}
+            t.checkpoint_sha256, "config_name": config.name, "bn_calibration": calibration}
     files = export_model(model, arch, target, input_shape=shape, onnx=onnx, meta=meta,
                          space_kwargs=config.space.kwargs, program=program)
     onnx_info = json.loads(Path(files["meta"]).read_text(encoding="utf-8"))["onnx"]
     return {"trial": t.id, "arch": space.format(arch), config.metric: t.metric(config.metric), "out": str(target),
             "files": ", ".join(sorted(Path(p).name for p in files.values())),
-            "onnx max abs diff": onnx_info.get("max_abs_diff")}
+            "onnx max abs diff": onnx_info.get("max_abs_diff"), "bn calibrated": calibration["bn_calibrated"],
+            "bn calibration": calibration.get("source", calibration.get("bn_calib_reason"))}
 
 
 def _export_supernet(args: argparse.Namespace, run: Path) -> int:
     """A supernet run folder: the ``export`` step of the method that trained it."""
     if args.trial is not None:
         raise InvalidValue("--trial", args.trial, "no --trial for a supernet run folder (name the member with --arch)")
+    if args.calibrate_bn != "auto":  # sliced weights: the method always calibrates a member before exporting it
+        raise InvalidValue("--calibrate-bn", args.calibrate_bn, "auto for a supernet run folder (members are always "
+                                                                "BN-calibrated on the run's calibration batches)")
     if not args.arch:
         raise InvalidValue("--arch", None, "the architecture to extract from the supernet (string or JSON)")
     export_member = method_of_folder(run).step("export", "export --arch")
@@ -131,6 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export trial N of the search in RUN_DIR (default: the best) for deployment: model.pt (state dict),
     arch.json (space, kwargs, architecture, input shape, classes), model.onnx checked against onnxruntime
     (unless --no-onnx or onnxruntime is missing) and meta.json. Rebuild with nasforge.export.load_exported(DIR).
+    BN statistics: see --calibrate-bn (meta.json records what was done).
 
     A supernet run folder (supernet.pt, no trials.sqlite) exports the member named by --arch."""
     from ..study import STORE_NAME
@@ -142,7 +189,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_supernet(args, run)
     if args.arch:
         raise InvalidValue("--arch", args.arch, "nothing for a search run folder (choose the trial with --trial)")
-    emit(args, export_trial(run, args.trial, args.out, onnx=False if args.no_onnx else None, program=args.program))
+    emit(args, export_trial(run, args.trial, args.out, onnx=False if args.no_onnx else None, program=args.program,
+                            calibrate_bn=args.calibrate_bn))
     return 0
 
 
@@ -155,6 +203,10 @@ def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--program", action="store_true",
                    help="also write model.pt2 (torch.export; runs without nasforge; search trials only)")
     p.add_argument("--arch", help="supernet run folders: the member architecture to export")
+    p.add_argument("--calibrate-bn", default="auto", metavar="auto|true|false",
+                   help="re-estimate BN statistics on the run's training data before exporting (default auto: keep "
+                        "statistics calibrated when the trial was scored, else when it trained < 5 epochs or from "
+                        "pruned / inherited weights)")
 
 
 cmd_export.configure = _export_options  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import InvalidValue
 from .base import command, emit
@@ -107,13 +107,34 @@ def _runs_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder (or its trials.sqlite)")
     p.add_argument("--csv", metavar="PATH", help="export: the CSV file to write")
     p.add_argument("--top", type=int, default=None, help="show: only the N best complete trials")
-    p.add_argument("--metric", default=None, help="show: metric to sort by (default: the run's)")
+    p.add_argument("--metric", default=None, help="show: the metric or cost shown and sorted by with --top (default: "
+                                                 "the run's metric); one the run's trials report")
 
 
-def _show_rows(store: Any, metric: str, mode: str, top: int | None) -> list[dict[str, Any]]:
+def _known_names(records: list[dict[str, Any]], study: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """``(metric names, cost names)`` the run's trials report, plus the study's own metric."""
+    metrics = {k.split(".", 1)[1] for rec in records for k in rec if k.startswith("metrics.")}
+    costs = {k.split(".", 1)[1] for rec in records for k in rec if k.startswith("costs.")}
+    if study.get("metric") and study["metric"] not in costs:
+        metrics.add(study["metric"])
+    return metrics, costs
+
+
+def _show_rows(store: Any, metric: str, mode: str, top: int | None,
+               study: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The table of ``runs show``: one row per trial; ``metric`` must be a metric or cost of the run (else a
+    one-line :class:`InvalidValue` listing them). With ``top``: the best by ``metric`` (the run's ``mode`` for a
+    metric, smallest first for a cost that is not the run's metric)."""
+    records = store.to_records()
+    metrics, costs = _known_names(records, study or {})
+    if metric not in metrics | costs:
+        raise InvalidValue("--metric", metric, sorted(metrics | costs) or "a metric of a complete trial (none yet)")
+    if metric in costs and metric not in metrics and metric != (study or {}).get("metric"):
+        mode = "min"
+    group = "metrics" if metric in metrics else "costs"
     rows = []
-    for rec in store.to_records():
-        row = {"id": rec["id"], "state": rec["state"], metric: rec.get(f"metrics.{metric}"),
+    for rec in records:
+        row = {"id": rec["id"], "state": rec["state"], metric: rec.get(f"{group}.{metric}"),
                "gen": rec["generation"]}
         row.update({k.split(".", 1)[1]: v for k, v in rec.items() if k.startswith("costs.")})
         row["seconds"] = None if rec["duration"] is None else round(rec["duration"], 2)
@@ -131,7 +152,7 @@ def _show_rows(store: Any, metric: str, mode: str, top: int | None) -> list[dict
 def cmd_runs(args: argparse.Namespace) -> int:
     """Inspect the trials of a run folder.
 
-      nasforge runs show RUN_DIR [--top N] [--format json]
+      nasforge runs show RUN_DIR [--top N] [--metric NAME] [--format json]
       nasforge runs export RUN_DIR --csv trials.csv
     """
     with open_run(args.run_dir) as store:
@@ -144,9 +165,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
             emit(args, {"exported": len(store), "csv": str(path)})
             return 0
         if args.format == "json":
+            if args.metric is not None:  # checked here too, although the JSON holds every metric
+                _show_rows(store, metric, mode, None, study)
             emit(args, {"study": study, "trials": store.to_records()})
             return 0
-        emit(args, _show_rows(store, metric, mode, args.top))
+        emit(args, _show_rows(store, metric, mode, args.top, study))
     return 0
 
 

@@ -13,7 +13,8 @@ calibration (BigNAS Sec. 3.1), with its parameters and FLOPs.
 
 ``nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20] [--mutation neighbour|any]`` runs the
 coarse-to-fine selection (BigNAS Sec. 3.2 / 4.4; fine-grained mutations move genes one step by default) and writes the model family (S, M, L, ...) to ``RUN_DIR/family.json``; ``nasforge export RUN_DIR
---arch M`` exports a member.
+--arch M`` exports a member. Budgets on ``latency_ms`` (``--budgets latency_ms:5,latency_ms:10``) time every
+child's standalone network on ``--device`` (batch 1, one thread), or read ``--lut FILE|help:DEVICE``.
 """
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="eval/select: cpu | cuda | cuda:N | auto (default cpu); train: use "
                    "--set device=...")
     p.add_argument("--budgets", help="select: comma-separated budgets, one member each: a fraction of the largest "
-                   "child's FLOPs (0.25) or COST:MAX (flops:2e8, params:1e6)")
+                   "child's FLOPs (0.25) or COST:MAX (flops:2e8, params:1e6, latency_ms:5)")
+    p.add_argument("--lut", metavar="FILE|help:DEVICE",
+                   help="select: latency_ms budgets from a lookup table of the run's space and input (nasforge "
+                        "latency-table build) instead of measuring every child on --device")
     p.add_argument("--n-fine", type=int_at_least(0, "--n-fine"), default=20,
                    help="select: fine-grained mutations around each budget's best skeleton (default 20)")
     p.add_argument("--mutation", metavar="neighbour|any",
@@ -142,12 +146,17 @@ def _select(args: argparse.Namespace) -> int:
     budgets = [_budget(b) for b in args.budgets.split(",") if b.strip()]
     if args.mutation not in (None, "neighbour", "any"):
         raise InvalidValue("--mutation", args.mutation, ["neighbour", "any"])
+    on_latency = any(isinstance(b, tuple) and b[0] == "latency_ms" for b in budgets)
+    if args.lut and not on_latency:
+        raise InvalidValue("--lut", args.lut, "only with latency_ms budgets, e.g. --budgets latency_ms:5,latency_ms:10")
     select = method_of_folder(args.path).step("select", "supernet select")
+    extra = {"latency": args.lut or "measure"} if on_latency else {}
     fam = select(args.path, budgets, n_fine=args.n_fine, seed=args.seed, select_split=args.split or "val",
-                 device=args.device, progress=False, mutation=args.mutation or "neighbour")
+                 device=args.device, progress=False, mutation=args.mutation or "neighbour", **extra)
     rows = [{"member": m.name, "budget": str(m.budget), "accuracy": round(m.entry.accuracy, 2),
-             "flops": m.entry.costs.get("flops"), "params": m.entry.costs.get("params"), "arch": m.entry.text}
-            for m in fam.members]
+             "flops": m.entry.costs.get("flops"), "params": m.entry.costs.get("params"),
+             **({"latency_ms": round(m.entry.costs["latency_ms"], 4)} if "latency_ms" in m.entry.costs else {}),
+             "arch": m.entry.text} for m in fam.members]
     if getattr(args, "format", "table") == "json":
         emit(args, {"family": str(Path(args.path) / "family.json"), "members": rows})
     else:
@@ -158,7 +167,7 @@ def _select(args: argparse.Namespace) -> int:
 
 
 _ACTION_ONLY = {"train": ("overrides", "out", "resume", "no_progress"), "eval": ("arch", "calib_batches"),
-                "select": ("budgets", "mutation"), "rank": ("metric", "truth")}
+                "select": ("budgets", "mutation", "lut"), "rank": ("metric", "truth")}
 
 
 def _rank(args: argparse.Namespace) -> int:
@@ -187,6 +196,7 @@ def cmd_supernet(args: argparse.Namespace) -> int:
       nasforge supernet train --resume --out RUN_DIR
       nasforge supernet eval RUN_DIR --arch smallest|largest|ARCH [--calib-batches N]
       nasforge supernet select RUN_DIR --budgets 0.25,0.5,1.0 [--n-fine 20] [--seed N] [--mutation neighbour|any]
+      nasforge supernet select RUN_DIR --budgets latency_ms:5,latency_ms:10 [--lut FILE|help:DEVICE]
       nasforge supernet rank RUN_DIR [--n 200] [--seed 0] [--metric COLUMN | --truth FILE.csv --metric COLUMN]
 
     The run folder gets config.yaml (resolved), supernet.pt (checkpoint), train_log.jsonl (per epoch: losses,

@@ -29,7 +29,8 @@ the behaviour before issue 16; 5: the recipe's unscaled). Children (20 epochs, f
 warm-up as it is.
 
 Tickets and children load the parent's checkpoint (``context["parent_checkpoint"]``) verified against its SHA-256
-(:func:`nasforge.io.load_checkpoint`; the training-state format, weights in ``ckpt["model"]``) — the paper records
+(:func:`nasforge.io.load_checkpoint`; weights and BN statistics in ``ckpt["model"]``, written weights-only by
+:func:`~nasforge.train.checkpoint.save_weights`; a full training checkpoint is read too) — the paper records
 "the path strings that save the checkpoints of each network and its parent". A missing, corrupt or mismatched
 checkpoint RAISES, so the trial fails with that reason: never a silent fallback to a random initialisation.
 ``Result.info`` records ``inherited_from`` (``{"trial", "checkpoint", "sha256"}``) and ``inheritance`` (counts per
@@ -45,6 +46,13 @@ as ``{"arch": compact string, "accuracy", "flops", "params"}`` — the strategy 
 and ``Result.info["lottery_cost"]`` holds the exploration timings plus the net's own ``train_seconds``, so the
 cost of exploring tickets relative to training can be computed ("the cost of exploring Lottery Tickets is minor
 since back-propagation is not included"). The exploration is seeded from the trial seed.
+
+Scoring. Every trained net is scored on the validation split after its BatchNorm statistics are re-estimated on
+``calib_batches`` training batches when ``calibrate_bn`` says so (:class:`~nasforge.eval.train_eval.TrainEvaluator`
+step 4): with ``auto`` (the default) tickets (pruned weights) and weight-sharing children (inherited weights)
+always are, init nets when they trained fewer than 5 epochs. The calibrated statistics are saved with the
+checkpoint, which tickets and children then inherit; ``Result.info`` records ``bn_calibrated``,
+``bn_calib_images`` and the score before calibration (``accuracy_uncalibrated``).
 
 Training uses the ``menas`` recipe (RMSProp, warm-up, lr x 0.97 every 2.4 epochs; :mod:`nasforge.train.config`);
 dropout 0.2 is in the space's head. Checkpoints are required (tickets and children inherit from them): run the
@@ -110,7 +118,8 @@ class MenasEvaluator(TrainEvaluator):
     proposals per trained net (0 disables the exploration); ``calib_batches`` BN re-calibration batches;
     ``rank_images`` validation images used to rank proposals (``None``: all); ``weight_sharing`` (children
     inherit their parent's weights); ``warmup_finetune`` a ticket's warm-up in epochs (``None``: the recipe's
-    scaled to ``epochs_finetune``, see the module docstring). ``train_config`` defaults to the ``menas`` recipe.
+    scaled to ``epochs_finetune``, see the module docstring); ``calibrate_bn`` BN calibration before scoring (module
+    docstring, "Scoring"). ``train_config`` defaults to the ``menas`` recipe.
     Other arguments as
     :class:`~nasforge.eval.train_eval.TrainEvaluator`; checkpoints are always on.
     """
@@ -121,16 +130,17 @@ class MenasEvaluator(TrainEvaluator):
                  weight_sharing: bool = True, train_config: "TrainConfig | None" = None, device: str = "auto",
                  eval_batch_size: int = 512, input_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, threads: int | None = None, split: str = "val",
-                 warmup_finetune: float | None = None) -> None:
+                 warmup_finetune: float | None = None, calibrate_bn: str | bool = "auto") -> None:
         if train_config is None:
             train_config = TrainConfig.from_recipe("menas")
+        calib_batches = _count("calib_batches", CALIB_STEPS if calib_batches is None else calib_batches, 1)
         super().__init__(space, data, epochs=_positive("epochs_init", epochs_init), train_config=train_config,
                          device=device, eval_batch_size=eval_batch_size, input_shape=input_shape,
-                         num_classes=num_classes, checkpoints=True, threads=threads, split=split)
+                         num_classes=num_classes, checkpoints=True, threads=threads, split=split,
+                         calibrate_bn=calibrate_bn, calib_batches=calib_batches)
         self.epochs_by_kind = {"init": float(epochs_init), "child": _positive("epochs_child", epochs_child),
                                "ticket": _positive("epochs_finetune", epochs_finetune)}
         self.proposals = _count("proposals", PROPOSALS if proposals is None else proposals, 0)
-        self.calib_batches = _count("calib_batches", CALIB_STEPS if calib_batches is None else calib_batches, 1)
         self.rank_images = _count("rank_images", rank_images, 1, none_ok=True)
         if warmup_finetune is not None and (isinstance(warmup_finetune, bool)
                                             or not isinstance(warmup_finetune, (int, float)) or warmup_finetune < 0):
@@ -179,6 +189,7 @@ class MenasEvaluator(TrainEvaluator):
         model, _ = super()._start_model(run)  # seeded initialisation: what inheritance does not overwrite
         if kind == "ticket" or (kind == "child" and self.weight_sharing):
             self._inherit(run, model, kind)
+            run.weights = "pruned" if kind == "ticket" else "inherited"  # calibrate_bn: auto calibrates before scoring
         if kind == "ticket":
             batches = run.splits.loader("train", self.train_config.batch_size, device=run.device,
                                         seed=self._seeds(run)[0])
@@ -187,7 +198,7 @@ class MenasEvaluator(TrainEvaluator):
         return model, self.epochs_by_kind[kind]
 
     def _after_train(self, run: TrialRun, model: nn.Module, out: "TrainResult") -> None:
-        """Steps 2(a)-(d) after an init / child net has trained: the ranked pruning proposals."""
+        """Steps 2(a)-(d) after an init / child net has trained (and was scored): the ranked pruning proposals."""
         if run.info["kind"] == "ticket" or self.proposals == 0:
             return
         calib = run.splits.loader("train", self.train_config.batch_size, device=run.device, seed=self._seeds(run)[0])
@@ -294,4 +305,4 @@ class MenasEvaluatorConfig(TrainEvaluatorConfig):
                               weight_sharing=self.weight_sharing, warmup_finetune=self.warmup_finetune,
                               train_config=TrainConfig.from_recipe(self.recipe, **self.train), device=device,
                               eval_batch_size=self.eval_batch_size, input_shape=input_shape,
-                              num_classes=num_classes, threads=self.threads)
+                              num_classes=num_classes, threads=self.threads, calibrate_bn=self.calibrate_bn)

@@ -10,9 +10,20 @@ the same protocol run to completion (Dong & Yang 2020, Sec. 3). Each evaluation:
    distributions, drawn from that generator, so no global RNG is touched),
 3. trains it with :func:`nasforge.train.train` for ``epochs`` (fractional allowed) on the training split, with the
    batches shuffled and augmented by a second generator derived from the same seed,
-4. returns ``Result(metrics={"accuracy": val %}, costs={"params", "flops"}, artifacts={"checkpoint": path},
-   info={"checkpoint_sha256": ..., ...})``; the checkpoint is the training state written by the training loop
-   through :func:`nasforge.io.save_checkpoint` into ``context["trial_dir"]``.
+4. re-estimates the BatchNorm running statistics on ``calib_batches`` training batches (shuffled with a seed
+   derived from the trial's, no augmentation) when ``calibrate_bn`` says so (:func:`nasforge.train.bn.wants_calibration`:
+   ``auto`` = when it trained fewer than :data:`~nasforge.train.bn.AUTO_CALIB_EPOCHS` (5) epochs or its weights
+   were pruned / inherited; ``true``; ``false``) and scores it again: after a short training the statistics
+   that training left lag the weights and a network can score at chance (issue 12);
+5. returns ``Result(metrics={"accuracy": val %}, costs={"params", "flops"}, artifacts={"checkpoint": path},
+   info={"checkpoint_sha256": ..., "bn_calibrated": ..., "bn_calib_images": ..., ...})``; the checkpoint,
+   written once after scoring into ``context["trial_dir"]``, holds the weights and BatchNorm statistics (the
+   calibrated ones when the network was calibrated) and small records -- ``config`` (the recipe), ``history``
+   (per-epoch statistics), ``steps``, ``epochs``, ``bn_calibration`` -- but no optimizer, scheduler or generator
+   state (:func:`nasforge.train.checkpoint.save_weights`): weight inheritance and export read weights only, and
+   a trial interrupted by a crash is evaluated again from the start, so nothing resumes from it (issue 12: a
+   third of the size with RMSProp). ``info["accuracy_uncalibrated"]`` keeps the score with the statistics
+   training left.
 
 Subclasses change what is trained without copying :meth:`TrainEvaluator.evaluate`: :meth:`~TrainEvaluator._start_model`
 gives the network to train and its epochs (default: built from scratch, seeded, ``epochs``), and
@@ -25,33 +36,37 @@ data once (a per-process cache keyed by the config).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..arch import Architecture
 from ..data import DataConfig, DataSplits, load_data
 from ..device import seeded_torch, torch_threads
 from ..errors import InvalidValue
 from ..spaces.base import SearchSpace
-from ..train import TrainConfig, resolve_device, train
+from ..train import TrainConfig, evaluate, resolve_device, train
+from ..train.checkpoint import save_weights
+from ..train.bn import CALIB_BATCHES, calibrate_for_scoring, check_calibrate_mode, wants_calibration
 from ..trial import Result
 from .base import Evaluator, EvaluatorConfig, register_evaluator
+from .oneshot import fixed_batches
 
 if TYPE_CHECKING:
     from ..data import DataConfig, DataSplits
     from ..spaces.base import SearchSpace
     from ..train import TrainConfig, TrainResult
 
-__all__ = ["TrainEvaluator", "TrainEvaluatorConfig", "TrialRun", "init_weights"]
+__all__ = ["TrainEvaluator", "TrainEvaluatorConfig", "TrialRun", "init_weights", "calibration_seed"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -81,8 +96,10 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
 class TrialRun:
     """One evaluation's setting, handed to the :class:`TrainEvaluator` hooks.
 
-    ``init_seed`` / ``data_seed`` / ``torch_seed`` derive from the trial seed; ``checkpoint`` is where the trained
-    state is written (``None`` without a trial folder); ``info`` collects extra ``Result.info`` entries.
+    ``init_seed`` / ``data_seed`` / ``torch_seed`` / ``calib_seed`` derive from the trial seed; ``checkpoint`` is
+    where the trained weights are written (``None`` without a trial folder); ``info`` collects extra ``Result.info``
+    entries; ``weights`` says how the starting weights were changed (``"pruned"``, ``"inherited"``; ``None``:
+    a fresh initialisation), which makes ``calibrate_bn: auto`` calibrate whatever the epochs.
     """
 
     arch: Architecture
@@ -97,6 +114,14 @@ class TrialRun:
     torch_seed: int
     checkpoint: Path | None
     info: dict[str, Any] = field(default_factory=dict)
+    calib_seed: int = 0
+    weights: str | None = None
+
+
+def calibration_seed(seed: int | None) -> int:
+    """The seed of a trial's BN-calibration batches, derived from the trial seed (also used to re-calibrate at
+    export, which then reproduces the trial's statistics)."""
+    return int(np.random.SeedSequence(0 if seed is None else seed, spawn_key=(2,)).generate_state(1)[0] % (2 ** 31))
 
 
 @functools.lru_cache(maxsize=2)
@@ -112,19 +137,18 @@ class TrainEvaluator(Evaluator):
     :class:`~nasforge.data.DataSplits` (default: the embedded Fashion-MNIST). ``train_config``: a
     :class:`~nasforge.train.TrainConfig` (default: the ``nb201`` recipe). ``device``: ``"auto"``, ``"cpu"``,
     ``"cuda"``...; ``context["device"]`` overrides it per trial. ``split``: the split scored (``"val"``).
-    ``checkpoints``: save the trained state when the study gives a ``context["trial_dir"]``.
+    ``checkpoints``: save the trained weights (and BN statistics) when the study gives a ``context["trial_dir"]``.
     ``threads``: torch intra-op threads during an evaluation (``None``: leave as is).
 
-    Known limitation: the score uses the BatchNorm running statistics that training left (momentum 0.1). After
-    only a few dozen steps they lag the weights and a network can score at chance although its weights are fine
-    (docs/benchmarks.md, MENAS); re-calibrating BN before scoring is not implemented yet.
+    ``calibrate_bn``: ``"auto"`` (default), ``True`` or ``False``: re-estimate the BatchNorm statistics on
+    ``calib_batches`` (20) training batches before scoring (module docstring, step 4).
     """
 
     def __init__(self, space: "SearchSpace", data: "DataConfig | Mapping[str, Any] | DataSplits | None" = None, *,
                  epochs: float = 1.0, train_config: "TrainConfig | None" = None, device: str = "auto",
                  eval_batch_size: int = 512, input_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, checkpoints: bool = True, threads: int | None = None,
-                 split: str = "val") -> None:
+                 split: str = "val", calibrate_bn: str | bool = "auto", calib_batches: int = CALIB_BATCHES) -> None:
         if not isinstance(space, SearchSpace):
             raise InvalidValue("space", type(space).__name__, "a SearchSpace")
         if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
@@ -133,6 +157,9 @@ class TrainEvaluator(Evaluator):
             raise InvalidValue("eval_batch_size", eval_batch_size, "a positive int")
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise InvalidValue("threads", threads, "a positive int or None")
+        if isinstance(calib_batches, bool) or not isinstance(calib_batches, int) or calib_batches < 1:
+            raise InvalidValue("calib_batches", calib_batches, "a positive int")
+        self.calibrate_bn, self.calib_batches = check_calibrate_mode(calibrate_bn), calib_batches
         self.space = space
         self._splits: DataSplits | None = data if isinstance(data, DataSplits) else None
         self.data_config: DataConfig = self._splits.config if self._splits else DataConfig.from_dict(data)
@@ -180,12 +207,13 @@ class TrainEvaluator(Evaluator):
         shape, classes = self.input_spec
         init_seed, data_seed, torch_seed = (int(s) for s in np.random.SeedSequence(0 if seed is None else seed)
                                             .generate_state(3) % (2 ** 31))
+        calib_seed = calibration_seed(seed)
         ckpt = None
         if self.checkpoints and context.get("trial_dir"):
             ckpt = Path(context["trial_dir"]) / CHECKPOINT_NAME
         return TrialRun(arch=arch, seed=seed, context=context, device=device, input_shape=shape, num_classes=classes,
                         splits=self.splits(), init_seed=init_seed, data_seed=data_seed, torch_seed=torch_seed,
-                        checkpoint=ckpt)
+                        checkpoint=ckpt, calib_seed=calib_seed)
 
     def _start_model(self, run: TrialRun) -> tuple[nn.Module, float]:
         """Hook: the network to train and for how many epochs. Default: ``space.build`` with :func:`init_weights`
@@ -198,7 +226,40 @@ class TrainEvaluator(Evaluator):
         return self.train_config
 
     def _after_train(self, run: TrialRun, model: nn.Module, out: "TrainResult") -> None:
-        """Hook: called after training, inside the trial's seeded scope; may add to ``run.info``. Default: none."""
+        """Hook: called after training (and BN calibration), inside the trial's seeded scope; may add to
+        ``run.info``. Default: none."""
+
+    def calibration_batches(self, splits: "DataSplits", batch_size: int, device: torch.device,
+                            seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The ``calib_batches`` training batches BN is calibrated on: shuffled with ``seed``, no augmentation."""
+        return fixed_batches(splits, "train", self.calib_batches * batch_size, batch_size, device, seed=seed,
+                             train=True)
+
+    def _calibrate(self, run: TrialRun, model: nn.Module, recipe: "TrainConfig", out: "TrainResult",
+                   scored: Any) -> float | None:
+        """BN calibration before scoring (module docstring, step 4): records ``bn_*`` in ``run.info``; returns the
+        new score, or ``None`` when not calibrated."""
+        wanted, reason = wants_calibration(self.calibrate_bn, epochs=out.epochs_run, modified=run.weights)
+        if not wanted:
+            run.info.update(bn_calibrated=False, bn_calib_batches=0, bn_calib_images=0, bn_calib_reason=reason)
+            return None
+        batches = self.calibration_batches(run.splits, recipe.batch_size, run.device, run.calib_seed)
+        record = calibrate_for_scoring(model, batches, self.calib_batches, run.device, reason=reason)
+        run.info.update(record)
+        if not record["bn_calibrated"]:  # no BatchNorm: nothing changed
+            return None
+        run.info["accuracy_uncalibrated"] = out.final_val_accuracy
+        return evaluate(model, scored, run.device)["accuracy"]
+
+    def _save(self, run: TrialRun, model: nn.Module, recipe: "TrainConfig", out: "TrainResult") -> str | None:
+        """The trial's weights-only checkpoint (module docstring, step 5); its SHA-256, or ``None`` without one."""
+        if run.checkpoint is None:
+            return None
+        bn = {k: run.info[k] for k in ("bn_calibrated", "bn_calib_batches", "bn_calib_images", "bn_calib_reason")
+              if k in run.info}
+        return save_weights(run.checkpoint, model, config=recipe.model_dump(), steps=out.steps,
+                            epochs=out.epochs_run, history=[dataclasses.asdict(h) for h in out.history],
+                            bn_calibration=bn)
 
     def evaluate(self, arch: Architecture, *, seed: int | None = None,
                  context: Mapping[str, Any] | None = None) -> Result:
@@ -214,7 +275,9 @@ class TrainEvaluator(Evaluator):
             batches = splits.loader("train", recipe.batch_size, device=device, seed=run.data_seed)
             scored = splits.loader(self.split, self.eval_batch_size, device=device, train=False)
             out = train(model, batches, config=recipe, epochs=epochs, device=device,
-                        val_batches=scored, progress=False, checkpoint_path=run.checkpoint)
+                        val_batches=scored, progress=False)
+            calibrated = self._calibrate(run, model, recipe, out, scored)
+            sha = self._save(run, model, recipe, out)
             self._after_train(run, model, out)
         last = out.history[-1] if out.history else None
         info: dict[str, Any] = {"epochs": out.epochs_run, "steps": out.steps, "train_seconds": out.wall_time_s,
@@ -222,10 +285,11 @@ class TrainEvaluator(Evaluator):
                                 "train_loss": last.train_loss if last else None,
                                 "train_accuracy": last.train_accuracy if last else None, **run.info}
         artifacts = {}
-        if run.checkpoint is not None and out.checkpoint_sha256:
+        if sha is not None:
             artifacts["checkpoint"] = str(run.checkpoint)
-            info["checkpoint_sha256"] = out.checkpoint_sha256
-        accuracy = out.final_val_accuracy if out.final_val_accuracy is not None else float("nan")
+            info["checkpoint_sha256"] = sha
+        accuracy = calibrated if calibrated is not None else out.final_val_accuracy
+        accuracy = accuracy if accuracy is not None else float("nan")
         shape, classes = run.input_shape, run.num_classes
         costs = {"params": float(self.space.params(arch, shape, classes)),
                  "flops": float(self.space.flops(arch, shape, classes))}
@@ -237,7 +301,8 @@ class TrainEvaluatorConfig(EvaluatorConfig):
     """Train each candidate from scratch (:class:`~nasforge.eval.train_eval.TrainEvaluator`) on ``data``.
 
     ``recipe`` names a :data:`nasforge.train.RECIPES` entry and ``train`` overrides its fields (e.g.
-    ``{batch_size: 128, lr: 0.05}``); ``epochs`` may be fractional for quick CPU searches.
+    ``{batch_size: 128, lr: 0.05}``); ``epochs`` may be fractional for quick CPU searches. ``calibrate_bn``
+    (``auto`` | ``true`` | ``false``) and ``calib_batches`` (20): BN re-calibration before scoring.
     """
 
     kind: Literal["train"] = "train"
@@ -247,9 +312,16 @@ class TrainEvaluatorConfig(EvaluatorConfig):
     eval_batch_size: int = Field(512, ge=1)
     checkpoints: bool = True
     threads: int | None = Field(None, ge=1)
+    calibrate_bn: Union[Literal["auto"], bool] = "auto"
+    calib_batches: int = Field(CALIB_BATCHES, ge=1)
 
     uses_data: ClassVar[bool] = True
     exportable: ClassVar[bool] = True
+
+    @field_validator("calibrate_bn", mode="before")
+    @classmethod
+    def _calibrate_mode(cls, value: Any) -> Any:
+        return check_calibrate_mode(value, "evaluator.calibrate_bn")
 
     @model_validator(mode="after")
     def _recipe(self) -> "TrainEvaluatorConfig":
@@ -277,4 +349,5 @@ class TrainEvaluatorConfig(EvaluatorConfig):
               input_shape: tuple[int, int, int] | None, num_classes: int | None) -> "TrainEvaluator":
         return TrainEvaluator(space, data, epochs=self.epochs, train_config=TrainConfig.from_recipe(self.recipe, **self.train),
                               device=device, eval_batch_size=self.eval_batch_size, input_shape=input_shape,
-                              num_classes=num_classes, checkpoints=self.checkpoints, threads=self.threads)
+                              num_classes=num_classes, checkpoints=self.checkpoints, threads=self.threads,
+                              calibrate_bn=self.calibrate_bn, calib_batches=self.calib_batches)

@@ -391,18 +391,54 @@ def export_member_from_run(run_dir: str | os.PathLike[str], arch: "str | Archite
             "onnx max abs diff": res.onnx_max_abs_diff}
 
 
+#: how ``supernet select`` measures ``latency_ms`` budgets without a table: batch 1, one thread, on the run's
+#: device; fewer and shorter timing rounds than ``nasforge cost --latency`` because every coarse skeleton and
+#: fine mutant is timed (160 + budgets x n_fine children on the BigNAS grid)
+SELECT_LATENCY: dict[str, Any] = {"threads": 1, "warmup": 3, "repeats": 5, "min_run_time": 0.02}
+
+
+def _latency_model(latency: Any, space: "SearchSpace", splits: "DataSplits", device: str) -> tuple[Any, Any]:
+    """The latency model of ``latency`` (``None``; ``"measure"``: :class:`~nasforge.cost.MeasuredLatency` of the
+    children's standalone networks on ``device`` with :data:`SELECT_LATENCY`; or a ``lut.json`` path /
+    ``help:DEVICE``, :func:`~nasforge.supernet.lut.load_lut`, which must be a table of this space and input) and
+    its description for ``family.json``."""
+    if latency is None:
+        return None, None
+    if latency == "measure":
+        from ..cost import MeasuredLatency
+
+        model = MeasuredLatency(space, splits.input_shape, splits.num_classes, device=device, **SELECT_LATENCY)
+        return model, {"source": "measured", "device": device, **SELECT_LATENCY}
+    from ..supernet.lut import load_lut
+
+    lut = load_lut(latency)
+    if callable(getattr(lut, "check", None)):
+        lut.check(space, splits.input_shape)
+    elif getattr(lut, "space_name", space.name) != space.name:
+        raise InvalidValue("--lut", str(latency), f"a table of space {space.name!r} (this one holds "
+                                                  f"{lut.space_name!r} latencies)")
+    return lut, {"source": "table", "lut": str(latency)}
+
+
 def family_from_run(run_dir: str | os.PathLike[str], budgets: Sequence[Any], *, n_fine: int = 20,
                     seed: int | None = None, select_split: str = "val", device: str = "cpu", progress: bool = True,
-                    grid: Mapping[str, Any] | None = None, mutation: str = "neighbour") -> Any:
+                    grid: Mapping[str, Any] | None = None, mutation: str = "neighbour", latency: Any = None) -> Any:
     """:func:`~nasforge.supernet.select.coarse_to_fine` (BigNAS Sec. 3.2) on the supernet of ``run_dir``
     (calibration as the run's config says; ``mutation``: ``neighbour`` one-step fine-grained mutations, the
-    default, or ``any``); the :class:`~nasforge.supernet.family.Family` is written to ``run_dir/family.json``."""
+    default, or ``any``); the :class:`~nasforge.supernet.family.Family` is written to ``run_dir/family.json``.
+    ``latency`` (needed by ``latency_ms`` budgets): ``"measure"`` times every child's standalone network on
+    ``device`` (:data:`SELECT_LATENCY`), a ``lut.json`` path or ``help:DEVICE`` reads a lookup table of the run's
+    space and input; ``family.json``'s ``info.latency`` says which."""
     config, space, splits, net, calib = _open_run(run_dir, device)
+    model, described = _latency_model(latency, space, splits, device)
     select = splits.loader(select_split, config.eval_batch_size, device=resolve_device(device), train=False)
     fam = coarse_to_fine(net, space, (calib, select), budgets, seed=config.seed if seed is None else seed,
                          n_fine=n_fine, calib_steps=len(calib), batch_size=config.eval_batch_size, device=device,
-                         max_batches=config.eval_batches, grid=grid, progress=progress, mutation=mutation)
+                         max_batches=config.eval_batches, grid=grid, progress=progress, mutation=mutation,
+                         latency=model)
     fam.info["select_split"] = select_split
+    if described is not None:
+        fam.info["latency"] = described
     fam.save(Path(run_dir) / "family.json")
     return fam
 

@@ -255,7 +255,7 @@ def _stage(ctx: _Ctx, k: int, prev: dict[str, Any] | None) -> dict[str, Any]:
         trials = [t for t in ctx.store.trials(TrialState.COMPLETE) if t.info.get("stage") == k]
         freqs, counted = ranked_op_frequencies(op_sets, trials, strategy.ranks(), c.rank_limit)
         record.update(frequencies=freqs, counted=counted, evaluated=len({t.arch.key() for t in trials}),
-                      front=_front(run.space, strategy.pareto_front()))
+                      front=_front(run.space, strategy.pareto_front()), duplicates=strategy.duplicates)
         if k < c.M:  # Algorithm 1 l. 7: prune; the last stage only searches
             op_sets, record["pruned"] = prune_op_sets(op_sets, freqs, c.P_th)
     record["op_sets"] = {label: list(ops) for label, ops in op_sets.items()}

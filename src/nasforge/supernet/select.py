@@ -41,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..arch import Architecture
-from ..cost import AnalyticCost, MeasuredLatency
+from ..cost import AnalyticCost
 from ..data.load import DataSplits
 from ..data.loader import Batches
 from ..device import resolve_device
@@ -214,19 +214,21 @@ class ChildEvaluator:
 
     Costs are the analytic ``flops`` / ``params`` of ``space.build(arch, input_shape, num_classes)``
     (:class:`~nasforge.cost.AnalyticCost`; shapes default to the supernet's ``input_shape`` / ``num_classes``), plus
-    ``latency_ms`` with a :class:`~nasforge.cost.MeasuredLatency`. The first ``calib_steps`` calibration batches
-    are kept, so every child sees the same ones.
+    ``latency_ms`` from ``latency``: any object whose ``cost(arch)`` returns ``{"latency_ms": ms}``, e.g. a
+    :class:`~nasforge.cost.MeasuredLatency` or a lookup table (:func:`nasforge.supernet.lut.load_lut`). The first
+    ``calib_steps`` calibration batches are kept, so every child sees the same ones.
     """
 
     def __init__(self, supernet: nn.Module, space: SearchSpace, calib_batches: Iterable[Any],
                  val_batches: Iterable[Any], *, calib_steps: int = 20, device: str | torch.device = "cpu",
                  input_shape: InputShape | None = None, num_classes: int | None = None,
-                 latency: MeasuredLatency | None = None, max_batches: int | None = None) -> None:
+                 latency: Any = None, max_batches: int | None = None) -> None:
         self.supernet = _check_supernet(supernet)
         if not isinstance(space, SearchSpace):
             raise InvalidValue("space", type(space).__name__, "a SearchSpace")
-        if latency is not None and not isinstance(latency, MeasuredLatency):
-            raise InvalidValue("latency", type(latency).__name__, "None or a nasforge.cost.MeasuredLatency")
+        if latency is not None and not callable(getattr(latency, "cost", None)):
+            raise InvalidValue("latency", type(latency).__name__, "None, a nasforge.cost.MeasuredLatency or a "
+                                                                  "latency table (cost(arch) -> {'latency_ms': ms})")
         self.space, self.latency, self.max_batches = space, latency, max_batches
         self.calib = take_batches(calib_batches, calib_steps, "calibration batches")
         self.val_batches, self.device = val_batches, resolve_device(device)
@@ -432,14 +434,15 @@ def coarse_to_fine(supernet: nn.Module, space: BigNASSpace, data: "DataSplits | 
                    select_split: str = "val", calib_steps: int = 20, batch_size: int = 64,
                    max_batches: int | None = None, device: str | torch.device = "cpu",
                    input_shape: InputShape | None = None, num_classes: int | None = None,
-                   latency: MeasuredLatency | None = None, grid: Mapping[str, Any] | None = None,
+                   latency: Any = None, grid: Mapping[str, Any] | None = None,
                    progress: bool = False, mutation: str = "neighbour") -> Family:
     """BigNAS's coarse-to-fine selection (Sec. 3.2 / 4.4): one family member per budget.
 
     ``data`` is a :class:`~nasforge.data.load.DataSplits` (calibration on ``calib_steps`` shuffled, un-augmented
     training batches of ``batch_size``; selection by accuracy on ``select_split``, default ``"val"``: see the module
     docstring) or a ``(calib_batches, select_batches)`` pair. ``budgets``: see :meth:`Budget.coerce` (``(cost, max)``
-    on ``flops`` / ``params`` / ``latency_ms``, or fractions of the largest child's FLOPs); all on one cost. The
+    on ``flops`` / ``params`` / ``latency_ms``, or fractions of the largest child's FLOPs); all on one cost;
+    ``latency_ms`` needs ``latency`` (:class:`ChildEvaluator`: measured or from a lookup table). The
     coarse grid (:func:`coarse_grid`, ``grid`` = its keyword arguments) is benchmarked in full; for every budget the
     most accurate skeleton within it seeds :func:`fine_search` with ``n_fine`` mutants of up to ``max_genes`` genes
     each, moved to neighbouring choices (``mutation="neighbour"``, Sec. 4.4 "slightly") or redrawn (``"any"``).

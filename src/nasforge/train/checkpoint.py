@@ -11,6 +11,10 @@ Resuming restores all of it; the default generators are the one global state nas
 back what the checkpoint recorded. Exact continuation needs a deterministic batch source: a callable
 ``source(epoch)`` that returns the same batches for the same epoch, or a source whose generator is checkpointed
 (exact at epoch boundaries; a run stopped mid-epoch skips the consumed number of batches of a freshly drawn order).
+
+Where nothing resumes, a checkpoint needs none of that: :func:`save_weights` writes the weights and BatchNorm
+statistics only (the per-trial checkpoints of the ``train`` / ``menas`` evaluators, which weight inheritance and
+export read; an interrupted trial is evaluated again from the start).
 """
 from __future__ import annotations
 
@@ -26,9 +30,12 @@ from ..errors import InvalidValue
 from ..io import CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 
-__all__ = ["FORMAT", "save_training_state", "load_training_state", "restore_training_state"]
+__all__ = ["FORMAT", "WEIGHTS_FORMAT", "save_training_state", "load_training_state", "restore_training_state",
+           "save_weights"]
 
 FORMAT = "nasforge.train/1"
+#: format of :func:`save_weights` checkpoints (weights and BN statistics only)
+WEIGHTS_FORMAT = "nasforge.weights/1"
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -122,3 +129,17 @@ def restore_training_state(ckpt: dict[str, Any], *, model: nn.Module, optimizer:
     if "cuda" in rng and device.type == "cuda":
         torch.cuda.set_rng_state_all(rng["cuda"])
     _restore_source(source, ckpt.get("source"))
+
+
+
+def save_weights(path: str | os.PathLike[str], model: nn.Module, **extra: Any) -> str:
+    """Write a weights-only checkpoint atomically; returns its SHA-256.
+
+    ``{"format": WEIGHTS_FORMAT, "model": state dict (parameters and buffers, BatchNorm statistics included, on
+    the CPU), **extra}`` (``extra``: small plain records such as the training config and history). No optimizer,
+    scheduler or generator state: what weight inheritance, export and scoring read, a third of a full training
+    checkpoint with RMSProp (issue 12). :func:`load_training_state` refuses it (it cannot resume a run).
+    """
+    payload = {"format": WEIGHTS_FORMAT, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               **extra}
+    return save_checkpoint(path, payload)
