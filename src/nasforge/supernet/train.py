@@ -330,11 +330,25 @@ class SupernetTrainer:
         self._saved_at: int | None = None
 
     # ------------------------------------------------------------------------------------------------ data
+    @property
+    def _rank_reads_shard(self) -> bool:
+        """Streamed data in a distributed run: each rank's loader reads only its shard of the epoch."""
+        return self.dist.distributed and bool(getattr(self.splits, "streaming", False))
+
     def _loader(self, epoch: int) -> Any:
-        """The global batches of ``epoch`` (same on every rank; full batches only), seeded per epoch. Every rank
-        builds and augments the whole global batch and keeps its shard (simple and exactly resumable; wasteful
-        at large batch sizes: sharding the indices first is left to do)."""
+        """The batches of ``epoch`` (full batches only), seeded per epoch, from the same generator on every rank.
+        In-memory data: every rank builds the whole global batch and keeps its shard (:func:`shard`; cheap for
+        small data and exactly resumable). Streamed data: each rank's loader reads only its shard of the epoch
+        (``DistributedSampler`` semantics) at ``batch_size / world_size`` images per batch; nothing builds the
+        global batch."""
         gen = torch.Generator().manual_seed(derived_seed(self.seed, 1, epoch))
+        if self._rank_reads_shard:
+            world, bs = self.dist.world_size, self.config.batch_size
+            if bs % world:
+                raise InvalidValue("train.batch_size", bs, f"a multiple of the world size {world} (each rank "
+                                                           "takes an equal share of every global batch)")
+            return self.splits.loader("train", bs // world, device=self.device, generator=gen, drop_last=True,
+                                      rank=self.dist.rank, world_size=world)
         return self.splits.loader("train", self.config.batch_size, device=self.device, generator=gen,
                                   drop_last=True)
 
@@ -350,9 +364,11 @@ class SupernetTrainer:
         return contextlib.nullcontext()
 
     def train_step(self, x: Tensor, y: Tensor) -> list[ChildRecord]:
-        """One optimizer step on the global batch ``(x, y)`` (this rank uses its shard); returns the records."""
+        """One optimizer step on the global batch ``(x, y)`` (this rank uses its shard; streamed data: ``(x, y)``
+        already is this rank's shard); returns the records."""
         children = plan_children(self.space, self.arch_rng, self.recipe)
-        x, y = shard(x, self.dist), shard(y, self.dist)
+        if not self._rank_reads_shard:
+            x, y = shard(x, self.dist), shard(y, self.dist)
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
         with seeded_torch(step_seed(self.seed, self.pos.step, self.dist.rank), self.device), \
