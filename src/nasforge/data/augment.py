@@ -253,14 +253,15 @@ class ImageAugment:
         self.__dict__.update(state)
 
     def _centre(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize the shorter side to ``size / crop_fraction`` (aspect kept), crop the centre ``size`` square."""
+        """Resize the shorter side to ``size / crop_fraction`` (aspect kept; kornia, antialiased), crop the centre
+        ``size`` x ``size``."""
+        from kornia.geometry.transform import resize as kresize
+
         short = max(self.size, int(round(self.size / self.crop_fraction)))
-        h, w = x.shape[-2:]
-        if min(h, w) != short:
-            nh, nw = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
-            x = F.interpolate(x, size=(nh, nw), mode=self.interpolation,
-                              align_corners=False if self.interpolation != "nearest" else None,
-                              antialias=self.interpolation != "nearest")
+        if min(x.shape[-2:]) != short:
+            x = kresize(x, short, interpolation=self.interpolation, side="short",
+                        antialias=self.interpolation != "nearest",
+                        align_corners=False if self.interpolation != "nearest" else None)
         h, w = x.shape[-2:]
         top, left = (h - self.size) // 2, (w - self.size) // 2
         return x[..., top:top + self.size, left:left + self.size]
