@@ -33,7 +33,8 @@ def test_rrc_full_scale_square_crop_is_the_whole_image() -> None:
     """scale (1, 1) and ratio (1, 1) on a square image: the crop is the image itself, only resized."""
     img = _image(24, 24)
     out = ImageAugment(24, rrc=True, scale=(1.0, 1.0), ratio=(1.0, 1.0)).train_one(img, 0)
-    assert (out.int() - img.int()).abs().max() <= 1
+    assert torch.equal(out, img)
+    assert not torch.equal(ImageAugment(24, rrc=True, scale=(0.5, 0.5), ratio=(1.0, 1.0)).train_one(img, 0), img)
 
 
 def test_rrc_crops_keep_aspect_within_ratio() -> None:
