@@ -148,7 +148,10 @@ class BatchTransform:
         if self.sample is not None and per_image:
             if train and self.sample.random and generator is not None:
                 seeds = torch.randint(0, 2 ** 62, (images.shape[0],), generator=generator, device=generator.device)
-                images = self.sample.train_batch(images, seeds.tolist())
+                if self.sample.auto_augment == "none":  # crops only: one batched call, seeded per batch
+                    images = self.sample.crop_batch(images, int(seeds[0]))
+                else:  # the policies pick their ops per call: one call per image, seeded per image
+                    images = self.sample.train_batch(images, seeds.tolist())
             else:
                 images = self.sample.eval_batch(images)
         if train and (self.pad > 0 or self.flip) and generator is not None:
@@ -190,7 +193,9 @@ class ImageAugment:
     Each image is augmented on its own (kornia's AutoAugment / RandAugment pick one sub-policy per *call*, so a
     batched call would give every image of a batch the same ops) with kornia's random draws taken from a forked
     torch RNG seeded with that image's seed: the result depends only on (image, seed), not on the worker, the
-    process or the global RNG, which stays untouched. Horizontal flip stays a batch op (:class:`BatchTransform`).
+    process or the global RNG, which stays untouched. In-memory batches without a policy take the crops in one
+    batched call (:meth:`crop_batch`, seeded per batch; per-image calls cost ~2 ms each in kornia's overhead).
+    Horizontal flip stays a batch op (:class:`BatchTransform`).
     """
 
     size: int
@@ -278,8 +283,8 @@ class ImageAugment:
         """One ``uint8`` CHW image -> its training crop (``uint8`` C x size x size), random draws from ``seed``."""
         crop, policy = self._modules()
         x = image.unsqueeze(0).float().div_(255.0)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed_of(seed))
+        with torch.random.fork_rng(devices=[]):  # kornia draws from the CPU default generator: seed a fork of it
+            torch.default_generator.manual_seed(_seed_of(seed))
             x = crop(x) if crop is not None else self._centre(x)
             if policy is not None:
                 c = x.shape[1]
@@ -287,6 +292,22 @@ class ImageAugment:
                 if c == 1:
                     x = x.mean(1, keepdim=True)
         return self._to_uint8(x)[0]
+
+    def crop_batch(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """Random-resized crops of a same-size NCHW ``uint8`` batch in one batched kornia call on the batch's
+        device (every image its own crop; the draws come from ``seed``): the fast path of in-memory data without
+        an auto-augment policy."""
+        crop, _ = self._modules()
+        if crop is None:
+            return self.eval_batch(images)
+        x = images.float().div_(255.0)
+        cuda = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.default_generator.manual_seed(_seed_of(seed))
+            if cuda:
+                torch.cuda.manual_seed(_seed_of(seed))
+            x = crop.to(images.device)(x)
+        return self._to_uint8(x)
 
     def train_batch(self, images: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
         """:meth:`train_one` of every image of an NCHW ``uint8`` batch (on the CPU), one seed each."""
