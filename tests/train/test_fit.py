@@ -131,3 +131,18 @@ def test_supernet_warns_when_a_multi_device_config_runs_in_one_process() -> None
     assert t.steps_per_epoch == 48 // 8 // 2
     result = t.fit()
     assert result.steps == 3 and all(torch.isfinite(torch.tensor(v)) for v in result.history[-1]["loss"].values())
+
+
+def test_a_batch_that_cannot_fit_is_a_one_line_error_naming_what_fits() -> None:
+    from nasforge.train.precision import check_batch_fits, measure_step_memory
+
+    gib = 2 ** 30
+    check_batch_fits(256, 1 * gib, 0.1 * gib, 80 * gib)  # 26.6 GiB of 80: fits
+    with pytest.raises(InvalidValue, match=r"^train\.batch_size: got 1024; allowed: at most ~710 per device here "
+                                           r"\(one forward/backward: 102 MiB per image \+ 1\.00 GiB, 80\.0 GiB on"):
+        check_batch_fits(1024, 1 * gib, 0.1 * gib, 80 * gib)
+    # off CUDA there is nothing to measure, and nothing is touched
+    model = _mlp()
+    before = _params(model)
+    assert measure_step_memory(model, *_data(4), nn.functional.cross_entropy, "fp32", torch.device("cpu")) is None
+    assert torch.equal(before, _params(model)) and all(p.grad is None for p in model.parameters())

@@ -49,7 +49,13 @@ from ..device import seeded_torch
 from ..errors import DataError, InvalidValue
 from ..io import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from ..train import DivergedError, TrainConfig, build_optimizer, build_scheduler
-from ..train.precision import autocast, check_precision
+from ..train.precision import (
+    autocast,
+    check_batch_fits,
+    check_precision,
+    device_capacity,
+    measure_step_memory,
+)
 from .distributed import (
     DistContext,
     all_reduce_gradients,
@@ -341,6 +347,7 @@ class SupernetTrainer:
         self._decayed = _decayed(self.net, recipe)
         self._sha: str | None = None
         self._saved_at: int | None = None
+        self._fit_checked = False
 
     # ------------------------------------------------------------------------------------------------ data
     @property
@@ -374,6 +381,19 @@ class SupernetTrainer:
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.config.precision, self.device)
 
+    def _check_fits(self, x: Tensor, y: Tensor) -> None:
+        """On CUDA, before the first step: one forward/backward of the largest child at 1 and 2 images; a
+        per-device batch that cannot fit is a one-line error instead of an out-of-memory crash mid-run."""
+        self._fit_checked = True
+        capacity = device_capacity(self.device)
+        if capacity is None:
+            return
+        with self.net.activate(self.space.largest()):
+            measured = measure_step_memory(self.net, x, y, F.cross_entropy, self.config.precision, self.device)
+        if measured is not None:
+            check_batch_fits(self.config.batch_size // self.dist.world_size, *measured, capacity,
+                             where="train.batch_size / world size")
+
     def _micro_seed(self, k: int) -> int:
         if k == 0:
             return step_seed(self.seed, self.pos.step, self.dist.rank)
@@ -385,6 +405,9 @@ class SupernetTrainer:
         already is this rank's shard); returns the records. ``more``: further ``(x, y)`` batches of the same step
         (gradient accumulation: the same children on every batch, each batch's loss weighted 1 / batches, so the
         step equals one on the concatenated batch up to BatchNorm's per-batch statistics)."""
+        if not self._fit_checked:
+            self._check_fits(x if self._rank_reads_shard else shard(x, self.dist),
+                             y if self._rank_reads_shard else shard(y, self.dist))
         children = plan_children(self.space, self.arch_rng, self.recipe)
         batches = [(x, y), *more]
         self.net.train()

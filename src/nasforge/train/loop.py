@@ -35,7 +35,14 @@ from ..device import resolve_device
 from ..errors import DataError, InvalidValue, NasforgeError
 from .checkpoint import load_training_state, restore_training_state, save_training_state
 from .config import TrainConfig
-from .precision import WeightEMA, autocast, check_precision
+from .precision import (
+    WeightEMA,
+    autocast,
+    check_batch_fits,
+    check_precision,
+    device_capacity,
+    measure_step_memory,
+)
 from .schedules import build_optimizer, build_scheduler
 
 __all__ = ["train", "evaluate", "TrainResult", "EpochStats", "TrainState", "Callback", "DivergedError",
@@ -281,6 +288,14 @@ def _update(run: _Run, x: Tensor, y: Tensor, weight: float = 1.0, step: bool = T
     return loss, logits
 
 
+def _check_fits(run: _Run, x: Tensor, y: Tensor) -> None:
+    """On CUDA: one forward/backward at 1 and 2 images; a batch that cannot fit is a one-line error now."""
+    measured = measure_step_memory(run.model, x, y, run.loss_fn, run.config.precision, run.device)
+    capacity = device_capacity(run.device)
+    if measured is not None and capacity is not None:
+        check_batch_fits(run.config.batch_size, *measured, capacity)
+
+
 def _check_finite(losses: list[Tensor], lo: int, hi: int, epoch: int, first_step: int) -> float:
     """Mean of ``losses[lo:hi]`` (one sync); raise :class:`DivergedError` at the first non-finite entry."""
     if hi <= lo:
@@ -302,6 +317,11 @@ def _train_epoch(run: _Run, epoch: int, planned: int) -> tuple[EpochStats, bool]
     batches: Iterable[Batch] = _epoch_batches(run.source, epoch)
     if run.check_input:
         batches, run.check_input = _checked(batches, run.model, dev, "train batches"), False
+        peek = iter(batches)
+        first = next(peek, None)
+        if first is not None:
+            _check_fits(run, first[0], first[1])
+            batches = itertools.chain([first], peek)
     it = itertools.islice(iter(batches), run.skip_batches, None)
     first_step, seen, i, stop, last = run.step, 0, 0, False, 0
     acc, start, epoch_len = run.config.accumulate_steps, run.skip_batches, run.skip_batches + planned
