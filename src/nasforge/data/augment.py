@@ -98,8 +98,10 @@ class BatchTransform:
 
     ``pad``: random-crop padding in pixels (0: no crop); ``flip``: random horizontal flip; ``resolution``: output
     side (``None``: keep); ``interpolation``: one of :data:`INTERPOLATIONS`; ``mean`` / ``std``: per-channel
-    statistics in ``[0, 1]`` units (``None``: only scale to ``[0, 1]``). Evaluation (``train=False``) skips the
-    random ops, so it is deterministic.
+    statistics in ``[0, 1]`` units (``None``: only scale to ``[0, 1]``); ``sample``: the per-image stage run first
+    (:class:`ImageAugment`: random-resized crop / AutoAugment / RandAugment in training, resize-shorter-side +
+    centre crop in evaluation; a streaming loader runs it in its workers). Evaluation (``train=False``) skips
+    the random ops, so it is deterministic.
     """
 
     mean: tuple[float, ...] | None = None
