@@ -146,3 +146,16 @@ def test_a_batch_that_cannot_fit_is_a_one_line_error_naming_what_fits() -> None:
     before = _params(model)
     assert measure_step_memory(model, *_data(4), nn.functional.cross_entropy, "fp32", torch.device("cpu")) is None
     assert torch.equal(before, _params(model)) and all(p.grad is None for p in model.parameters())
+
+
+def test_cli_prints_nasforge_warnings_on_one_line(capsys) -> None:
+    from nasforge.cli import _show_warning
+
+    seen = []
+    show = _show_warning(lambda *a: seen.append(a))
+    show(UserWarning("train.devices is 8 but this run has 1 process(es)"), UserWarning,
+         "/x/nasforge/supernet/train.py", 10)
+    show(UserWarning("other"), UserWarning, "/x/torch/foo.py", 3)
+    err = capsys.readouterr().err
+    assert err == "nasforge: warning: train.devices is 8 but this run has 1 process(es)\n"
+    assert len(seen) == 1 and seen[0][2] == "/x/torch/foo.py"  # others: the original display
