@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import DataError, InvalidValue
 from ..schema import ConfigModel
-from .augment import AUTO_AUGMENTS, BatchTransform, ImageAugment
+from .augment import BatchTransform, ImageAugment
 from .dataset import ArrayDataset, split_indices
 from .formats import (
     FORMATS,

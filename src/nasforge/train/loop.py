@@ -14,6 +14,15 @@ tensors in per-epoch lists: no copy, no ``.item()``. The host synchronises every
 steps to check that the loss is finite (:class:`DivergedError` names the first non-finite step; parameters may
 already hold NaN/inf by then: restore the last checkpoint) and once per epoch for the statistics. Set the interval
 to 1 to stop at the very step that diverged. Measured overhead: ``benchmarks/bench_train_overhead.py``.
+
+Fitting the device (:mod:`nasforge.train.precision`): ``config.precision`` autocasts (``fp16`` with a gradient
+scaler); ``config.accumulate_steps`` sums the gradients of that many consecutive batches (each loss weighted 1 /
+the group's batches) before one optimizer / scheduler step, in groups that restart every epoch (a shorter last
+group takes the epoch's remaining batches); a "step" of :class:`TrainState` and of the checkpoint position is
+still one batch, and a run stopped by a callback in the middle of a group resumes without that group's partial
+gradients. ``config.ema_decay`` keeps a :class:`~nasforge.train.precision.WeightEMA` updated after every optimizer
+step, validates it, and copies it into the model at the end. On CUDA the first batch is measured once at 1 and 2
+images so that a batch that cannot fit fails at once with a one-line error.
 """
 from __future__ import annotations
 
