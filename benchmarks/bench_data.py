@@ -16,6 +16,8 @@ minimal hand-written DataLoader + Pillow baseline, and the images each of two gl
    (c) nasforge with random-resized crop + flip. Runs alternate, ``--repeats`` each; the median is reported.
 4. DDP: ``torchrun --nproc_per_node 2`` (gloo) trains a tiny BigNAS supernet for 1 epoch on 2,000 streamed images;
    each rank counts the images it decoded.
+5. Loss curves: a small CNN on 4,000 embedded Fashion-MNIST images, fp32 vs bf16 vs batch 32 x accumulate 2
+   (``--curves-only [RESULTS.json]`` runs just this part and adds it to the results file).
 
 Results: ``benchmarks/results/bench_data.json``.
 """
@@ -264,10 +266,60 @@ def ddp_count(folder: Path) -> dict:
             "overlap": len(a & b), "union": len(a | b)}
 
 
+# ------------------------------------------------------------------------------------------------ loss curves
+def loss_curves(epochs: int = 4) -> dict:
+    """Per-epoch training loss / validation accuracy of one small CNN on 4,000 embedded Fashion-MNIST images:
+    fp32 at batch 64, bf16 autocast at batch 64, and batch 32 x accumulate_steps 2 (the same step batch and
+    learning rate), all from the same initial weights and the same image order (the flips differ between batch
+    sizes)."""
+    import torch
+    from torch import nn
+
+    from nasforge.data import load_data
+    from nasforge.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    splits = load_data({"source": "embedded", "limit": 4000, "val_fraction": 0.2, "test_fraction": 0.0,
+                        "flip": True})
+
+    def net() -> nn.Module:
+        g = torch.Generator().manual_seed(0)
+        m = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / max(p[0].numel(), 1)) ** 0.5 if p.ndim > 1
+                        else torch.zeros(p.shape))
+        return m
+
+    runs = {"fp32 batch 64": dict(batch_size=64), "bf16 batch 64": dict(batch_size=64, precision="bf16"),
+            "fp32 batch 32 x accumulate 2": dict(batch_size=32, accumulate_steps=2)}
+    out = {}
+    for name, cfg in runs.items():
+        config = TrainConfig(optimizer="sgd", lr=0.1, lr_reference_batch=64, momentum=0.9, nesterov=True,
+                             weight_decay=5e-4, schedule="cosine", **cfg)
+        t0 = time.time()
+        res = train(net(), splits.loader("train", cfg["batch_size"], seed=0), config=config, epochs=epochs,
+                    val_batches=splits.loader("val", 256), progress=False)
+        out[name] = {"train_loss": [round(h.train_loss, 4) for h in res.history],
+                     "val_accuracy": [round(h.val_accuracy, 2) for h in res.history],
+                     "seconds": round(time.time() - t0, 1)}
+        print(name, json.dumps(out[name]), flush=True)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-train":
         child_train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--curves-only":  # add the loss curves to an existing results file
+        sys.path.insert(0, str(REPO / "src"))
+        out = Path(sys.argv[2]) if len(sys.argv) > 2 else HERE / "results" / "bench_data.json"
+        result = json.loads(out.read_text()) if out.exists() else {}
+        result["loss_curves"] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                 "load_average": os.getloadavg(), "runs": loss_curves()}
+        out.write_text(json.dumps(result, indent=1) + "\n")
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=100_000)
@@ -303,6 +355,7 @@ def main() -> None:
     if not args.skip_ddp:
         result["ddp"] = ddp_count(folder)
         print(json.dumps(result["ddp"]), flush=True)
+    result["loss_curves"] = {"runs": loss_curves()}
     result["machine"]["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
