@@ -194,7 +194,7 @@ def test_num_classes_other_than_the_datas_fails_before_any_trial(tmp_path, capsy
     ("evaluator.epochs=.inf", "evaluator.epochs: got inf; allowed: a finite number"),
     ("constraints=[{name: flops, max: .nan}]", "constraints.0.max: got nan; allowed: a finite number"),
     ("evaluator.recipe=nb-201", "evaluator.recipe: got 'nb-201'; allowed: 'bignas',"),
-    ("evaluator.train.lrr=0.1", "evaluator.train: got 'lrr'; allowed: a TrainConfig field: amp,"),
+    ("evaluator.train.lrr=0.1", "evaluator.train: got 'lrr'; allowed: a TrainConfig field: accumulate_steps,"),
 ])
 def test_booleans_numbers_and_recipes_are_checked_up_front(override, needle):
     with pytest.raises(NasforgeError) as info:

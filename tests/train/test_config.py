@@ -13,7 +13,7 @@ from nasforge.train import RECIPES, TrainConfig
 @pytest.mark.parametrize("field, value", [
     ("lr", -0.1), ("lr", 0), ("batch_size", 0), ("momentum", 1.0), ("rmsprop_decay", 1.5), ("weight_decay", -1e-5),
     ("schedule", "step"), ("optimizer", "adam"), ("warmup_epochs", -1), ("decay_rate", 1.2),
-    ("min_lr_ratio", 2.0), ("label_smoothing", 1.0), ("grad_clip_norm", 0.0), ("amp", "fp8"),
+    ("min_lr_ratio", 2.0), ("label_smoothing", 1.0), ("grad_clip_norm", 0.0), ("precision", "fp8"),
     ("nan_check_interval", 0), ("batch_size", "many"),
 ])
 def test_bad_values_name_the_field(field: str, value: object) -> None:
@@ -25,7 +25,7 @@ def test_bad_values_name_the_field(field: str, value: object) -> None:
 
 
 def test_unknown_field_and_recipe() -> None:
-    with pytest.raises(InvalidValue, match="field of TrainConfig: got 'learning_rate'; allowed: .*'amp'"):
+    with pytest.raises(InvalidValue, match="field of TrainConfig: got 'learning_rate'; allowed: 'accumulate_steps', .*'weight_decay'"):
         TrainConfig(learning_rate=0.1)
     with pytest.raises(UnknownName, match="recipe: got 'adam'; allowed: 'bignas'"):
         TrainConfig.from_recipe("adam")

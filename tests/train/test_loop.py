@@ -203,8 +203,8 @@ def test_bad_input_fails_early_with_one_line(fmnist) -> None:
         train(_net(), iter(good), config=cfg, epochs=2)
     with pytest.raises(InvalidValue, match="^steps_per_epoch"):
         train(_net(), lambda e: (b for b in good), config=cfg, epochs=1)
-    with pytest.raises(InvalidValue, match="^amp"):
-        train(_net(), good, config=TrainConfig(amp="fp16"), epochs=1)
+    with pytest.raises(InvalidValue, match=r"^precision: got 'fp16'; allowed: 'fp32' or 'bf16' on device 'cpu'"):
+        train(_net(), good, config=TrainConfig(amp="fp16"), epochs=1)  # the former field name still reads
     with pytest.raises(DataError, match="evaluate batches: got no batches"):
         evaluate(_net(), [])
 
@@ -212,7 +212,7 @@ def test_bad_input_fails_early_with_one_line(fmnist) -> None:
 def test_generator_source_with_steps_per_epoch_and_bf16_autocast(fmnist) -> None:
     x, y = fmnist["train"]
     good = _batches(x[:64], y[:64], 16)
-    result = train(_net(), lambda e: (b for b in good), config=TrainConfig(lr=0.05, amp="bf16"), epochs=2,
+    result = train(_net(), lambda e: (b for b in good), config=TrainConfig(lr=0.05, precision="bf16"), epochs=2,
                    steps_per_epoch=4, progress=False)
     assert result.steps == 8 and all(np.isfinite(h.train_loss) for h in result.history)
 

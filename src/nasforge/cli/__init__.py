@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
@@ -39,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(original):  # noqa: ANN001, ANN202 - wraps warnings.showwarning
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if "nasforge" in str(filename):  # nasforge's own warnings: one line, like its errors
+            print(f"nasforge: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            original(message, category, filename, lineno, file, line)
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -46,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            return int(args.handler(args) or 0)
     except NasforgeError as exc:
         print(f"nasforge: error: {exc}", file=sys.stderr)
         return 2

@@ -407,7 +407,7 @@ FORMATS: tuple[Format, ...] = (
            lambda p: p.is_dir() and _cifar_root(p) is not None, read_cifar_folder, write_cifar_folder),
     Format("npz", ".npz file (x, y) or folder with *train*.npz + *test*.npz", _is_npz, read_npz_folder, write_npz),
     Format("csv", ".csv[.gz] file of pixel rows + label", _is_csv, read_csv, write_csv),
-    Format("image-folder", "folder with one sub-folder of images per class (optionally under train/, test/)",
+    Format("image-folder", "folder with one sub-folder of images per class (optionally under train/, val/, test/)",
            detect_image_folder, read_image_folder, write_image_folder),
 )
 

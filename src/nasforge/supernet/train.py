@@ -32,6 +32,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -48,6 +49,13 @@ from ..device import seeded_torch
 from ..errors import DataError, InvalidValue
 from ..io import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from ..train import DivergedError, TrainConfig, build_optimizer, build_scheduler
+from ..train.precision import (
+    autocast,
+    check_batch_fits,
+    check_precision,
+    device_capacity,
+    measure_step_memory,
+)
 from .distributed import (
     DistContext,
     all_reduce_gradients,
@@ -191,12 +199,15 @@ def _decayed(net: nn.Module, recipe: StepRecipe) -> list[nn.Parameter]:
 
 def child_losses(net: nn.Module, x: Tensor, y: Tensor, children: Sequence[Child], recipe: StepRecipe,
                  decayed: Sequence[nn.Parameter] | None = None,
-                 autocast: contextlib.AbstractContextManager | None = None) -> list[ChildRecord]:
+                 autocast: contextlib.AbstractContextManager | None = None,
+                 loss_scale: float = 1.0) -> list[ChildRecord]:
     """Forward + backward of every child on the same batch, accumulating gradients (no optimizer step).
 
     ``net`` is an elastic supernet (``with net.activate(arch)``, ``net.head_dropout``). Each child's loss is
     backpropagated at once, so only one child's graph is alive at a time. The L2 penalty covers ``decayed``
-    (default: the supernet's >= 2-D weights, i.e. every weight of the largest child).
+    (default: the supernet's >= 2-D weights, i.e. every weight of the largest child). ``loss_scale`` multiplies
+    what is backpropagated (``1 / accumulate_steps`` when a step accumulates several batches); the records keep
+    the unscaled losses.
     """
     decayed = _decayed(net, recipe) if decayed is None else decayed
     dropout, teacher, records = net.head_dropout.p, None, []
@@ -219,7 +230,7 @@ def child_losses(net: nn.Module, x: Tensor, y: Tensor, children: Sequence[Child]
             if child.regularized and recipe.weight_decay > 0 and decayed:
                 penalty = l2_penalty(decayed, recipe.weight_decay)
                 total, l2 = loss + penalty, penalty.detach()
-            total.backward()
+            (total * loss_scale if loss_scale != 1.0 else total).backward()
             records.append(ChildRecord(child.role, child.target, loss.detach(), p, l2))
     finally:
         net.head_dropout.p = dropout
@@ -296,14 +307,21 @@ class SupernetTrainer:
                  run_config: Mapping[str, Any] | None = None, progress: bool = False) -> None:
         if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not 0 < epochs < math.inf:
             raise InvalidValue("epochs", epochs, "a positive number (fractions allowed)")
-        if train_config.amp == "fp16":
-            raise InvalidValue("train.amp", "fp16", "'none' or 'bf16' (the supernet trainer has no gradient scaler)")
+        if train_config.precision == "fp16":
+            raise InvalidValue("train.precision", "fp16", "'fp32' or 'bf16' (the supernet trainer has no gradient "
+                                                          "scaler)")
         if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or checkpoint_every < 1):
             raise InvalidValue("checkpoint_every", checkpoint_every, "a positive int (steps) or null")
         self.net, self.space, self.splits, self.recipe = net, space, splits, recipe
         self.config, self.epochs, self.seed = train_config, float(epochs), int(seed)
         self.dist = dist or DistContext()
         self.device = self.dist.device
+        check_precision(train_config.precision, self.device)
+        if train_config.devices is not None and train_config.devices > self.dist.world_size:
+            warnings.warn(f"train.devices is {train_config.devices} but this run has {self.dist.world_size} "
+                          f"process(es) (not started with torchrun --nproc_per_node {train_config.devices}?): each "
+                          f"step processes the whole batch of {train_config.batch_size} here; set "
+                          "train.accumulate_steps or launch with torchrun", stacklevel=2)
         self.checkpoint_path = None if checkpoint_path is None else os.fspath(checkpoint_path)
         self.log_path = None if log_path is None else os.fspath(log_path)
         self.checkpoint_every, self.calib_batches, self.eval_batches = checkpoint_every, calib_batches, eval_batches
@@ -314,10 +332,11 @@ class SupernetTrainer:
         self.progress = progress and self.dist.is_main
         self.net.to(self.device)
         broadcast_module(self.net, self.dist)
-        self.steps_per_epoch = len(self._loader(0))
+        self.accumulate = train_config.accumulate_steps
+        self.steps_per_epoch = len(self._loader(0)) // self.accumulate  # optimizer steps; a partial group is dropped
         if self.steps_per_epoch < 1:
-            raise DataError(f"train split: {len(splits.train)} examples; expected at least train.batch_size "
-                            f"({train_config.batch_size}) for one full batch")
+            raise DataError(f"train split: {len(splits.train)} examples; expected at least train.batch_size x "
+                            f"train.accumulate_steps ({train_config.batch_size} x {self.accumulate}) for one step")
         self.total_steps = max(1, int(math.floor(self.epochs * self.steps_per_epoch + 0.5)))
         no_decay = TrainConfig(**{**train_config.model_dump(), "weight_decay": 0.0})
         self.optimizer = build_optimizer(self.net, no_decay)
@@ -328,13 +347,28 @@ class SupernetTrainer:
         self._decayed = _decayed(self.net, recipe)
         self._sha: str | None = None
         self._saved_at: int | None = None
+        self._fit_checked = False
 
     # ------------------------------------------------------------------------------------------------ data
+    @property
+    def _rank_reads_shard(self) -> bool:
+        """Streamed data in a distributed run: each rank's loader reads only its shard of the epoch."""
+        return self.dist.distributed and bool(getattr(self.splits, "streaming", False))
+
     def _loader(self, epoch: int) -> Any:
-        """The global batches of ``epoch`` (same on every rank; full batches only), seeded per epoch. Every rank
-        builds and augments the whole global batch and keeps its shard (simple and exactly resumable; wasteful
-        at large batch sizes: sharding the indices first is left to do)."""
+        """The batches of ``epoch`` (full batches only), seeded per epoch, from the same generator on every rank.
+        In-memory data: every rank builds the whole global batch and keeps its shard (:func:`shard`; cheap for
+        small data and exactly resumable). Streamed data: each rank's loader reads only its shard of the epoch
+        (``DistributedSampler`` semantics) at ``batch_size / world_size`` images per batch; nothing builds the
+        global batch."""
         gen = torch.Generator().manual_seed(derived_seed(self.seed, 1, epoch))
+        if self._rank_reads_shard:
+            world, bs = self.dist.world_size, self.config.batch_size
+            if bs % world:
+                raise InvalidValue("train.batch_size", bs, f"a multiple of the world size {world} (each rank "
+                                                           "takes an equal share of every global batch)")
+            return self.splits.loader("train", bs // world, device=self.device, generator=gen, drop_last=True,
+                                      rank=self.dist.rank, world_size=world)
         return self.splits.loader("train", self.config.batch_size, device=self.device, generator=gen,
                                   drop_last=True)
 
@@ -345,19 +379,50 @@ class SupernetTrainer:
 
     # ------------------------------------------------------------------------------------------------ step
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.amp == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.config.precision, self.device)
 
-    def train_step(self, x: Tensor, y: Tensor) -> list[ChildRecord]:
-        """One optimizer step on the global batch ``(x, y)`` (this rank uses its shard); returns the records."""
+    def _check_fits(self, x: Tensor, y: Tensor) -> None:
+        """On CUDA, before the first step: one forward/backward of the largest child at 1 and 2 images; a
+        per-device batch that cannot fit is a one-line error instead of an out-of-memory crash mid-run."""
+        self._fit_checked = True
+        capacity = device_capacity(self.device)
+        if capacity is None:
+            return
+        with self.net.activate(self.space.largest()):
+            measured = measure_step_memory(self.net, x, y, F.cross_entropy, self.config.precision, self.device)
+        if measured is not None:
+            check_batch_fits(self.config.batch_size // self.dist.world_size, *measured, capacity,
+                             where="train.batch_size / world size")
+
+    def _micro_seed(self, k: int) -> int:
+        if k == 0:
+            return step_seed(self.seed, self.pos.step, self.dist.rank)
+        return int(np.random.SeedSequence(self.seed, spawn_key=(2, self.pos.step, self.dist.rank, k))
+                   .generate_state(1)[0])
+
+    def train_step(self, x: Tensor, y: Tensor, *more: tuple[Tensor, Tensor]) -> list[ChildRecord]:
+        """One optimizer step on the global batch ``(x, y)`` (this rank uses its shard; streamed data: ``(x, y)``
+        already is this rank's shard); returns the records. ``more``: further ``(x, y)`` batches of the same step
+        (gradient accumulation: the same children on every batch, each batch's loss weighted 1 / batches, so the
+        step equals one on the concatenated batch up to BatchNorm's per-batch statistics)."""
+        if not self._fit_checked:
+            self._check_fits(x if self._rank_reads_shard else shard(x, self.dist),
+                             y if self._rank_reads_shard else shard(y, self.dist))
         children = plan_children(self.space, self.arch_rng, self.recipe)
-        x, y = shard(x, self.dist), shard(y, self.dist)
+        batches = [(x, y), *more]
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with seeded_torch(step_seed(self.seed, self.pos.step, self.dist.rank), self.device), \
-                frozen_bn_stats(self.net, freeze=not self.recipe.bn_accumulate):
-            records = child_losses(self.net, x, y, children, self.recipe, self._decayed, self._autocast())
+        per_batch: list[list[ChildRecord]] = []
+        for k, (xb, yb) in enumerate(batches):
+            if not self._rank_reads_shard:
+                xb, yb = shard(xb, self.dist), shard(yb, self.dist)
+            with seeded_torch(self._micro_seed(k), self.device), \
+                    frozen_bn_stats(self.net, freeze=not self.recipe.bn_accumulate):
+                per_batch.append(child_losses(self.net, xb, yb, children, self.recipe, self._decayed,
+                                              self._autocast(), loss_scale=1.0 / len(batches)))
+        records = per_batch[0] if len(per_batch) == 1 else [
+            ChildRecord(r.role, r.target, torch.stack([b[i].loss for b in per_batch]).mean(), r.dropout, r.l2)
+            for i, r in enumerate(per_batch[0])]
         all_reduce_gradients(self.net.parameters(), self.dist)
         if self.config.grad_clip_norm is not None:
             nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip_norm)
@@ -431,7 +496,12 @@ class SupernetTrainer:
         pairs += [(f"config.{k}", v, None) for k, v in self.run_config.items()
                   if k not in RESUME_MUTABLE and k not in (ckpt.get("config") or {})]
         pairs += [(f"recipe.{k}", v, ckpt["recipe"].get(k)) for k, v in asdict(self.recipe).items()]
-        pairs += [(f"train.{k}", v, ckpt["train_config"].get(k)) for k, v in self.config.model_dump().items()]
+        saved_train = dict(ckpt["train_config"])
+        if "amp" in saved_train and "precision" not in saved_train:  # the field's former name
+            saved_train["precision"] = {"none": "fp32"}.get(saved_train["amp"], saved_train["amp"])
+        fields = TrainConfig.model_fields
+        pairs += [(f"train.{k}", v, saved_train.get(k)) for k, v in self.config.model_dump().items()
+                  if k in saved_train or k not in fields or v != fields[k].default]  # fields added later: default
         pairs += [("seed", self.seed, ckpt["seed"]),
                   ("steps_per_epoch", self.steps_per_epoch, ckpt["position"]["steps_per_epoch"])]
         for name, mine, theirs in pairs:
@@ -478,15 +548,21 @@ class SupernetTrainer:
         try:
             while self.pos.step < end:
                 epoch, t_epoch = self.pos.epoch, time.perf_counter()
+                group: list[tuple[Tensor, Tensor]] = []
+                epoch_batches = self.steps_per_epoch * self.accumulate
                 for x, y in self._epoch_batches(epoch):
-                    if self.pos.step >= end:
+                    if self.pos.step >= end or self.pos.batch >= epoch_batches:
                         break
-                    self._accumulate(self.train_step(x, y))
-                    self.pos.batch += 1
+                    group.append((x, y))
+                    if len(group) < self.accumulate:
+                        continue
+                    self._accumulate(self.train_step(*group[0], *group[1:]))
+                    self.pos.batch += len(group)
+                    group = []
                     bar.update(1)
                     if self.checkpoint_every and self.pos.step % self.checkpoint_every == 0:
                         self.save()
-                epoch_done = self.pos.batch >= self.steps_per_epoch or self.pos.step >= self.total_steps
+                epoch_done = self.pos.batch >= epoch_batches or self.pos.step >= self.total_steps
                 if epoch_done:
                     self._epoch_end(epoch, time.perf_counter() - t_epoch)
                     self.save()

@@ -67,7 +67,8 @@ def _restore_source(source: Any, state: Any) -> None:
 
 def save_training_state(path: str | os.PathLike[str], *, model: nn.Module, optimizer: Optimizer,
                         scheduler: LRScheduler, scaler: Any, config: TrainConfig, device: torch.device,
-                        position: dict[str, int], history: list[dict[str, Any]], source: Any) -> str:
+                        position: dict[str, int], history: list[dict[str, Any]], source: Any,
+                        ema: dict[str, Any] | None = None) -> str:
     """Write a training checkpoint atomically; returns its SHA-256.
 
     ``position`` holds ``step`` (global optimizer steps done), ``next_epoch``, ``skip_batches`` (batches of
@@ -84,6 +85,7 @@ def save_training_state(path: str | os.PathLike[str], *, model: nn.Module, optim
         "history": list(history),
         "rng": _rng_state(device),
         "source": _source_state(source),
+        "ema": ema,
     }
     return save_checkpoint(path, payload)
 
@@ -100,7 +102,12 @@ def load_training_state(path: str | os.PathLike[str], config: TrainConfig, steps
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {str(path)!r}: not a nasforge training checkpoint (format {FORMAT!r})")
     saved = ckpt["config"]
+    defaults = TrainConfig.model_fields
     for name, value in config.model_dump().items():
+        if name not in saved and name in defaults and value == defaults[name].default:
+            continue  # a field added after the checkpoint was written, at its default
+        if name == "precision" and "amp" in saved and name not in saved:
+            saved = {**saved, "precision": {"none": "fp32"}.get(saved["amp"], saved["amp"])}
         if saved.get(name) != value:
             raise InvalidValue(f"config.{name}", value, [saved.get(name)],
                                where=f"resume from {os.fspath(path)!r} (must match the checkpoint)")

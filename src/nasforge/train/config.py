@@ -127,12 +127,30 @@ class TrainConfig(ConfigModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     #: clip the global gradient norm to this value (``None``: no clipping; DARTS/LNAS use 5).
     grad_clip_norm: Optional[float] = Field(None, gt=0)
-    #: mixed precision: ``bf16`` autocast (CUDA or CPU) or ``fp16`` autocast with a gradient scaler (CUDA only).
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    #: ``fp32``, ``bf16`` autocast (CUDA with bf16 support, or CPU) or ``fp16`` autocast with a gradient scaler
+    #: (CUDA only). The old name ``amp`` (``none`` / ``bf16`` / ``fp16``) is still read.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    #: loader batches whose gradients are summed (as a mean) before one optimizer step: a paper's batch of
+    #: ``batch_size * accumulate_steps`` images on a device that holds ``batch_size``; the learning-rate rule
+    #: uses the images per optimizer step (:attr:`step_batch`).
+    accumulate_steps: int = Field(1, ge=1)
+    #: images per optimizer step over all ranks and accumulated batches; when set, ``accumulate_steps`` is derived
+    #: (``global_batch_size / batch_size``, which must divide). ``batch_size`` is what one loader step gives: per
+    #: device in :func:`~nasforge.train.train`, over all ranks in the supernet trainer.
+    global_batch_size: Optional[int] = Field(None, ge=1)
+    #: data-parallel processes the recipe's batch is meant for (e.g. 8 GPUs); only used to warn when a run has
+    #: fewer (started without torchrun).
+    devices: Optional[int] = Field(None, ge=1)
+    #: exponential moving average of the weights (MENAS retraining 0.9999; TF's ``num_updates`` warm-up,
+    #: ``min(decay, (1 + n) / (10 + n))``); validation and the returned model use the averaged weights.
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1)
     #: check the loss for NaN/inf every this many steps (one host sync each); 1 = every step.
     nan_check_interval: int = Field(50, ge=1)
 
     def __init__(self, **data: Any) -> None:
+        if "amp" in data and "precision" not in data:  # the field's former name and values
+            amp = data.pop("amp")
+            data["precision"] = {"none": "fp32"}.get(amp, amp) if isinstance(amp, str) else amp
         try:
             super().__init__(**data)
         except ValidationError as exc:
@@ -142,6 +160,16 @@ class TrainConfig(ConfigModel):
     def _check_combinations(self) -> "TrainConfig":
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise InvalidValue("momentum", self.momentum, "> 0 when nesterov=True", where="TrainConfig")
+        if self.global_batch_size is not None:
+            if self.global_batch_size % self.batch_size:
+                raise InvalidValue("global_batch_size", self.global_batch_size,
+                                   f"a multiple of batch_size {self.batch_size} (accumulate_steps = global / batch)",
+                                   where="TrainConfig")
+            derived = self.global_batch_size // self.batch_size
+            if "accumulate_steps" in self.model_fields_set and self.accumulate_steps != derived:
+                raise InvalidValue("accumulate_steps", self.accumulate_steps,
+                                   f"{derived} (global_batch_size / batch_size) or unset", where="TrainConfig")
+            object.__setattr__(self, "accumulate_steps", derived)
         return self
 
     # ------------------------------------------------------------------------------------------------ helpers
@@ -160,11 +188,17 @@ class TrainConfig(ConfigModel):
         return cls.from_recipe(recipe, **data) if recipe is not None else cls(**data)
 
     @property
+    def step_batch(self) -> int:
+        """Images per optimizer step: ``batch_size * accumulate_steps``."""
+        return self.batch_size * self.accumulate_steps
+
+    @property
     def effective_lr(self) -> float:
-        """Initial learning rate after the linear batch-size scaling rule (Goyal et al. 2017)."""
+        """Initial learning rate after the linear batch-size scaling rule (Goyal et al. 2017) at the images per
+        optimizer step (:attr:`step_batch`: accumulated batches count as one large batch)."""
         if self.lr_reference_batch is None:
             return self.lr
-        return self.lr * self.batch_size / self.lr_reference_batch
+        return self.lr * self.step_batch / self.lr_reference_batch
 
     @property
     def torch_rmsprop_eps(self) -> float:

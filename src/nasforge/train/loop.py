@@ -14,6 +14,15 @@ tensors in per-epoch lists: no copy, no ``.item()``. The host synchronises every
 steps to check that the loss is finite (:class:`DivergedError` names the first non-finite step; parameters may
 already hold NaN/inf by then: restore the last checkpoint) and once per epoch for the statistics. Set the interval
 to 1 to stop at the very step that diverged. Measured overhead: ``benchmarks/bench_train_overhead.py``.
+
+Fitting the device (:mod:`nasforge.train.precision`): ``config.precision`` autocasts (``fp16`` with a gradient
+scaler); ``config.accumulate_steps`` sums the gradients of that many consecutive batches (each loss weighted 1 /
+the group's batches) before one optimizer / scheduler step, in groups that restart every epoch (a shorter last
+group takes the epoch's remaining batches); a "step" of :class:`TrainState` and of the checkpoint position is
+still one batch, and a run stopped by a callback in the middle of a group resumes without that group's partial
+gradients. ``config.ema_decay`` keeps a :class:`~nasforge.train.precision.WeightEMA` updated after every optimizer
+step, validates it, and copies it into the model at the end. On CUDA the first batch is measured once at 1 and 2
+images so that a batch that cannot fit fails at once with a one-line error.
 """
 from __future__ import annotations
 
@@ -22,6 +31,7 @@ import itertools
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
@@ -34,6 +44,14 @@ from ..device import resolve_device
 from ..errors import DataError, InvalidValue, NasforgeError
 from .checkpoint import load_training_state, restore_training_state, save_training_state
 from .config import TrainConfig
+from .precision import (
+    WeightEMA,
+    autocast,
+    check_batch_fits,
+    check_precision,
+    device_capacity,
+    measure_step_memory,
+)
 from .schedules import build_optimizer, build_scheduler
 
 __all__ = ["train", "evaluate", "TrainResult", "EpochStats", "TrainState", "Callback", "DivergedError",
@@ -50,7 +68,7 @@ class DivergedError(NasforgeError):
     def __init__(self, step: int, epoch: int, value: float) -> None:
         self.step, self.epoch, self.value = step, epoch, value
         super().__init__(f"training loss at step {step} (epoch {epoch}): got {value}; allowed: a finite value "
-                         "(lower lr, set grad_clip_norm or use amp='none')")
+                         "(lower lr, set grad_clip_norm or use precision='fp32')")
 
 
 @dataclass
@@ -100,6 +118,7 @@ class TrainState:
     stats: Optional[EpochStats] = None
     history: list[EpochStats] = field(default_factory=list)
     stop: bool = False
+    ema: Optional[WeightEMA] = None
 
 
 class Callback:
@@ -232,16 +251,14 @@ class _Run:
     step_hooks: list[Callable[[TrainState], Any]]
     epoch_hooks: list[Callable[[TrainState], Any]]
     pbar: Any
+    ema: Optional[WeightEMA] = None
     step: int = 0
     next_epoch: int = 0
     skip_batches: int = 0
     check_input: bool = True
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.config.precision, self.device)
 
 
 def _fire(hooks: list[Callable[[TrainState], Any]], state: TrainState) -> bool:
@@ -251,27 +268,41 @@ def _fire(hooks: list[Callable[[TrainState], Any]], state: TrainState) -> bool:
     return stop or state.stop
 
 
-def _update(run: _Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """One optimisation step; returns the (attached) loss and the logits."""
+def _update(run: _Run, x: Tensor, y: Tensor, weight: float = 1.0, step: bool = True) -> tuple[Tensor, Tensor]:
+    """Forward + backward of one batch with its loss scaled by ``weight`` (1 / the batches of its accumulation
+    group), then, when ``step``, one optimisation step (clip, optimizer, scheduler, EMA) and zeroed gradients.
+    Returns the (attached, unscaled) loss and the logits."""
     opt, clip, scaler = run.state.optimizer, run.config.grad_clip_norm, run.scaler
     with run.autocast():
         logits = run.model(x)
         loss = run.loss_fn(logits, y)
-    opt.zero_grad(set_to_none=True)
+    scaled = loss * weight if weight != 1.0 else loss
+    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+    if not step:
+        return loss, logits
     if scaler is None:
-        loss.backward()
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
         opt.step()
     else:
-        scaler.scale(loss).backward()
         if clip is not None:
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
         scaler.step(opt)
         scaler.update()
+    opt.zero_grad(set_to_none=True)
     run.state.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
     return loss, logits
+
+
+def _check_fits(run: _Run, x: Tensor, y: Tensor) -> None:
+    """On CUDA: one forward/backward at 1 and 2 images; a batch that cannot fit is a one-line error now."""
+    measured = measure_step_memory(run.model, x, y, run.loss_fn, run.config.precision, run.device)
+    capacity = device_capacity(run.device)
+    if measured is not None and capacity is not None:
+        check_batch_fits(run.config.batch_size, *measured, capacity)
 
 
 def _check_finite(losses: list[Tensor], lo: int, hi: int, epoch: int, first_step: int) -> float:
@@ -295,12 +326,21 @@ def _train_epoch(run: _Run, epoch: int, planned: int) -> tuple[EpochStats, bool]
     batches: Iterable[Batch] = _epoch_batches(run.source, epoch)
     if run.check_input:
         batches, run.check_input = _checked(batches, run.model, dev, "train batches"), False
+        peek = iter(batches)
+        first = next(peek, None)
+        if first is not None:
+            _check_fits(run, first[0], first[1])
+            batches = itertools.chain([first], peek)
     it = itertools.islice(iter(batches), run.skip_batches, None)
     first_step, seen, i, stop, last = run.step, 0, 0, False, 0
+    acc, start, epoch_len = run.config.accumulate_steps, run.skip_batches, run.skip_batches + planned
     run.model.train()
     for x, y in itertools.islice(it, planned):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        loss, logits = _update(run, x, y)
+        pos = start + i  # accumulation groups of `acc` batches restart every epoch; the last one may be shorter
+        group = pos // acc * acc
+        size = min(acc, epoch_len - group)
+        loss, logits = _update(run, x, y, 1.0 / size, pos + 1 - group == size)
         losses.append(loss.detach())
         correct.append((logits.argmax(1) == y).sum())
         seen += y.shape[0]
@@ -332,7 +372,8 @@ def _save(run: _Run, path: str | os.PathLike[str]) -> str:
     st = run.state
     return save_training_state(path, model=run.model, optimizer=st.optimizer, scheduler=st.scheduler,
                                scaler=run.scaler, config=run.config, device=run.device, position=position,
-                               history=[asdict(h) for h in st.history], source=run.source)
+                               history=[asdict(h) for h in st.history], source=run.source,
+                               ema=run.ema.state_dict() if run.ema is not None else None)
 
 
 def _resume(run: _Run, path: str | os.PathLike[str]) -> None:
@@ -340,6 +381,8 @@ def _resume(run: _Run, path: str | os.PathLike[str]) -> None:
     st = run.state
     restore_training_state(ckpt, model=run.model, optimizer=st.optimizer, scheduler=st.scheduler,
                            scaler=run.scaler, device=run.device, source=run.source)
+    if run.ema is not None and ckpt.get("ema") is not None:
+        run.ema.load_state_dict(ckpt["ema"])
     pos = ckpt["position"]
     run.step, run.next_epoch, run.skip_batches = pos["step"], pos["next_epoch"], pos["skip_batches"]
     st.history[:] = [EpochStats(**h) for h in ckpt["history"]]
@@ -378,19 +421,28 @@ def _cross_entropy(label_smoothing: float) -> LossFn:
 def _setup(model: nn.Module, source: BatchSource, config: TrainConfig, epochs: float, device: str | torch.device,
            callbacks: Sequence[Any], progress: bool, steps_per_epoch: int | None, loss_fn: LossFn | None) -> _Run:
     dev = resolve_device(device)
-    if config.amp == "fp16" and dev.type != "cuda":
-        raise InvalidValue("amp", "fp16", f"'none' or 'bf16' on device {dev.type!r} (fp16 needs CUDA)")
+    check_precision(config.precision, dev, "precision")
+    if config.devices is not None and config.devices > 1:
+        warnings.warn(f"train.devices is {config.devices} but nasforge.train.train runs in one process: each step "
+                      f"takes batch_size {config.batch_size} x accumulate_steps {config.accumulate_steps} images on "
+                      f"{dev}; raise accumulate_steps (or set global_batch_size) to keep the recipe's batch",
+                      stacklevel=3)
     spe = _steps_per_epoch(source, epochs, steps_per_epoch)
     total = max(1, int(math.floor(epochs * spe + 0.5)))
     model.to(dev)
     optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, spe, total)
-    scaler = torch.amp.GradScaler(dev.type) if config.amp == "fp16" else None
-    state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, config=config, total_steps=total)
+    acc = config.accumulate_steps  # the schedule counts optimizer steps: ceil(batches / acc) per epoch
+    opt_total = total // spe * -(-spe // acc) + -(-(total % spe) // acc)
+    scheduler = build_scheduler(optimizer, config, -(-spe // acc), max(1, opt_total))
+    scaler = torch.amp.GradScaler(dev.type) if config.precision == "fp16" else None
+    ema = WeightEMA(model, config.ema_decay) if config.ema_decay is not None else None
+    state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, config=config, total_steps=total,
+                       ema=ema)
     pbar = tqdm(total=total, disable=not progress, unit="step", desc="train", dynamic_ncols=True, leave=False)
     return _Run(model=model, config=config, device=dev, source=source, steps_per_epoch=spe, total_steps=total,
-                loss_fn=loss_fn or _cross_entropy(config.label_smoothing), state=state, scaler=scaler, step_hooks=_hooks(callbacks, "on_step_end"),
-                epoch_hooks=_hooks(callbacks, "on_epoch_end"), pbar=pbar)
+                loss_fn=loss_fn or _cross_entropy(config.label_smoothing), state=state, scaler=scaler,
+                step_hooks=_hooks(callbacks, "on_step_end"), epoch_hooks=_hooks(callbacks, "on_epoch_end"),
+                pbar=pbar, ema=ema)
 
 
 def train(model: nn.Module, train_batches: BatchSource, *, config: TrainConfig, epochs: float,
@@ -419,7 +471,8 @@ def train(model: nn.Module, train_batches: BatchSource, *, config: TrainConfig, 
             planned = min(run.steps_per_epoch, run.total_steps - epoch * run.steps_per_epoch) - run.skip_batches
             stats, stopped = _train_epoch(run, epoch, planned)
             if val_batches is not None:
-                val = evaluate(model, _epoch_batches(val_batches, epoch), run.device)
+                scored = run.ema.model if run.ema is not None else model
+                val = evaluate(scored, _epoch_batches(val_batches, epoch), run.device)
                 stats.val_loss, stats.val_accuracy = val["loss"], val["accuracy"]
             run.state.history.append(stats)
             run.pbar.set_postfix(_postfix(stats), refresh=True)
@@ -429,6 +482,8 @@ def train(model: nn.Module, train_batches: BatchSource, *, config: TrainConfig, 
             stopped = _fire(run.epoch_hooks, run.state) or stopped
     finally:
         run.pbar.close()
+    if run.ema is not None:  # the averaged weights are the result (EfficientNet / MENAS evaluate them)
+        run.ema.copy_to(model)
     history = run.state.history
     return TrainResult(history=list(history), final_val_accuracy=history[-1].val_accuracy if history else None,
                        wall_time_s=time.perf_counter() - t0, epochs_run=run.step / run.steps_per_epoch,
