@@ -492,6 +492,28 @@ RESUME_OVERRIDABLE = ("budget", "executor", "progress", "report", "device")
 
 
 # ==================================================================================================== builders
+def _check_where_trials_run(executor: Executor, evaluator: Any, run_dir: Path | None) -> None:
+    """Out-of-process executors: the driver drops its copy of the data (each worker loads and caches its own;
+    the checked input spec stays). Executors on other machines: ``data.source`` and the run folder must exist
+    there too (a one-line error naming the nodes that lack them)."""
+    if not executor.in_process and hasattr(evaluator, "release_data"):
+        evaluator.release_data()
+    if not executor.remote_nodes:
+        return
+    paths: dict[str, str] = {}
+    source = getattr(getattr(evaluator, "data_config", None), "source", None)
+    if isinstance(source, str) and Path(source).exists():
+        paths["data.source"] = str(Path(source).resolve())
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        paths["out"] = str(run_dir.resolve())
+    try:
+        executor.check_paths(paths)
+    except Exception:
+        executor.shutdown(cancel=True)
+        raise
+
+
 def build_study(config: SearchConfig, run_dir: str | Path | None = None, *, executor: Executor | None = None,
                 callbacks: Sequence[StudyCallback] | None = None, resume: bool = False) -> Study:
     """A :class:`Study` from a :class:`~nasforge.config.SearchConfig` (space, strategy, evaluator, executor).
@@ -515,7 +537,9 @@ def build_study(config: SearchConfig, run_dir: str | Path | None = None, *, exec
         "strategy": config.strategy.model_copy(update={"params": dict(strategy.hp)})})
     if callbacks is None:
         callbacks = [ProgressBar()] if config.progress else []
-    return Study(space, strategy, evaluator, executor=executor or build_executor(config), budget=budget,
+    executor = executor or build_executor(config)
+    _check_where_trials_run(executor, evaluator, run_dir)
+    return Study(space, strategy, evaluator, executor=executor, budget=budget,
                  metric=config.metric, mode=config.mode, seed=config.seed, callbacks=callbacks, run_dir=run_dir,
                  config=resolved, device=config.device, report=config.report)
 

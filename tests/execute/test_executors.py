@@ -183,3 +183,62 @@ def test_pool_workers_are_pinned_to_one_gpu_each_round_robin(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     _worker_init(counter, [])
     assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+@pytest.mark.slow
+def test_ray_reuses_worker_processes_for_gpu_tasks_and_checks_paths_on_every_node(tmp_path):
+    """Ray gives a GPU task a fresh process per call by default (each trial would re-decode its data); the executor
+    reuses workers unless fresh_process. A path missing on a node is a one-line error naming the field."""
+    ray = pytest.importorskip("ray")
+    from nasforge.execute import RayExecutor
+    from nasforge.execute.ray import missing_paths
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)  # a logical GPU: no device used
+    try:
+        reused = RayExecutor("local")
+        assert reused.num_gpus == 1.0 and reused.max_workers == 1
+        pids = [reused.submit(_pid, i).result(timeout=120) for i in range(3)]
+        assert len(set(pids)) == 1 and pids[0] != os.getpid()
+        fresh = RayExecutor("local", fresh_process=True)
+        pids = [fresh.submit(_pid, i).result(timeout=120) for i in range(3)]
+        assert len(set(pids)) == 3
+
+        absent = str(tmp_path / "not-here")
+        lost = missing_paths(ray, [str(tmp_path), absent])
+        assert len(lost) == 1 and list(lost.values()) == [[absent]]
+        reused.check_paths({"out": str(tmp_path)})  # present on the one node
+        with pytest.raises(InvalidValue, match=r"data\.source: got '.*not-here'; allowed: a path every Ray node "
+                                               r"sees \(missing on 1 of 1 nodes"):
+            reused.check_paths({"out": str(tmp_path), "data.source": absent})
+        reused.shutdown()
+        fresh.shutdown()
+        assert ray.is_initialized()  # the executors did not start this instance, so they leave it running
+    finally:
+        ray.shutdown()
+
+
+class _Elsewhere(LocalExecutor):
+    """Runs in-process (fast) but reports itself as out-of-process, like a pool or Ray executor."""
+
+    in_process = False
+
+
+def test_the_driver_of_an_out_of_process_search_keeps_no_data(tmp_path):
+    from nasforge.config import SearchConfig
+    from nasforge.study import build_study
+
+    raw = {"space": {"name": "nb201", "kwargs": {"C": 4, "N": 1}}, "strategy": "random", "budget": 1,
+           "progress": False, "report": False, "data": {"source": "digits", "limit": 200, "val_fraction": 0.2},
+           "evaluator": {"kind": "train", "epochs": 0.2, "train": {"batch_size": 32}}}
+    local = build_study(SearchConfig(**raw), tmp_path / "a")
+    assert local.evaluator._splits is not None  # in-process trials use the driver's copy
+    remote = build_study(SearchConfig(**raw), tmp_path / "b", executor=_Elsewhere())
+    assert remote.evaluator._splits is None and remote.evaluator.input_spec == local.evaluator.input_spec
+    assert remote.evaluator._splits is None  # the checked spec answers without reloading
+    remote.run()
+    (trial,) = remote.trials()
+    assert trial.state is TrialState.COMPLETE  # the trial loaded the data itself

@@ -169,6 +169,7 @@ class TrainEvaluator(Evaluator):
         self.epochs, self.device, self.eval_batch_size = float(epochs), device, eval_batch_size
         self.checkpoints, self.threads, self.split = bool(checkpoints), threads, split
         self._requested = (input_shape, num_classes)
+        self._spec: tuple[tuple[int, int, int], int] | None = None
         self.name = f"train:{space.name}:{self.data_config.source}:{self.epochs:g}ep"
 
     # ------------------------------------------------------------------------------------------------ data
@@ -183,6 +184,8 @@ class TrainEvaluator(Evaluator):
         """``(input_shape, num_classes)`` the networks are built for: the data's. A requested ``input_shape`` /
         ``num_classes`` (the search config's) must equal them, else a one-line :class:`InvalidValue` naming the
         field, e.g. ``num_classes: got 1000; allowed: the data's 10 classes (or leave it unset)``."""
+        if self._spec is not None:
+            return self._spec
         splits = self.splits()
         shape, classes = tuple(splits.input_shape), splits.num_classes
         want_shape, want_classes = self._requested
@@ -192,7 +195,14 @@ class TrainEvaluator(Evaluator):
             # train a head with outputs no label ever reaches (a 1000-way head on a 10-class set)
             raise InvalidValue("num_classes", want_classes, f"the data's {classes} classes (or leave it unset)")
         splits[self.split]  # the scored split: empty, it fails now (DataError), not in every trial
-        return shape, classes
+        self._spec = (shape, classes)
+        return self._spec
+
+    def release_data(self) -> None:
+        """Drop this process's copy of the data, keeping the checked input spec: the driver of a process-pool or
+        Ray search calls it after its up-front checks, since the workers load (and cache) their own copy."""
+        self._splits = None
+        _load_splits.cache_clear()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

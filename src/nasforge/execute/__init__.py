@@ -34,11 +34,12 @@ def _pool(workers: int | None = None, address: str = "local", fresh_process: boo
 
 @EXECUTORS.register("ray")
 def _ray(workers: int | None = None, address: str = "local", num_cpus: float = 1.0, num_gpus: float | None = None,
-         **_other_kinds: Any) -> Executor:
-    """A Ray cluster (``address`` local / auto / URL) with ``num_cpus`` / ``num_gpus`` per trial."""
+         fresh_process: bool = False, **_other_kinds: Any) -> Executor:
+    """A Ray cluster (``address`` local / auto / URL) with ``num_cpus`` / ``num_gpus`` per trial; workers are
+    reused across trials unless ``fresh_process``."""
     from .ray import RayExecutor  # here: ray is an optional extra, imported only when asked for
 
-    return RayExecutor(address, workers=workers, num_cpus=num_cpus, num_gpus=num_gpus)
+    return RayExecutor(address, workers=workers, num_cpus=num_cpus, num_gpus=num_gpus, fresh_process=fresh_process)
 
 
 def make_executor(kind: str = "local", *, workers: int | None = None, address: str = "local",

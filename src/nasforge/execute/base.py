@@ -122,6 +122,10 @@ class Executor(ABC):
     name: str = "executor"
     #: how many evaluations may be in flight at once
     max_workers: int = 1
+    #: evaluations run in this process (the evaluator's loaded data is the one they use)
+    in_process: bool = False
+    #: evaluations may run on other machines (paths they read or write must exist there too)
+    remote_nodes: bool = False
 
     @abstractmethod
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
@@ -135,6 +139,10 @@ class Executor(ABC):
     @abstractmethod
     def shutdown(self, *, cancel: bool = False) -> None:
         """Release the workers. ``cancel=True`` abandons evaluations in flight instead of waiting for them."""
+
+    def check_paths(self, paths: Mapping[str, str]) -> None:
+        """Fail in one line when a path (``{config field: path}``) the evaluations use is not reachable where they
+        run. Local processes see this machine's files: nothing to check."""
 
     def describe(self) -> dict[str, Any]:
         """A JSON summary for logs and the run's config (name, workers, ...)."""

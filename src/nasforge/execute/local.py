@@ -17,6 +17,7 @@ class LocalExecutor(Executor):
     """
 
     name = "local"
+    in_process = True
 
     def __init__(self) -> None:
         self.max_workers = 1
