@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..pareto import pareto_indices
 from ..trial import Trial, TrialState
 
 __all__ = ["plot_best_so_far", "plot_cost_tradeoff", "plot_generations", "plot_op_heatmap", "pareto_indices",
-           "metric_series", "best_so_far"]
+           "metric_series", "best_so_far", "plot_alpha_history"]
 
 
 def _pyplot():
@@ -153,4 +153,29 @@ def plot_op_heatmap(frequencies: Mapping[str, Mapping[str, float]], path: str | 
     ax.set_ylabel("operation")
     ax.set_title(title or "operation probability per layer")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    return _save(fig, Path(path))
+
+
+def plot_alpha_history(history: Sequence[Mapping[str, Any]], ops: Sequence[str], edges: Sequence[str],
+                       path: str | Path, *, title: str | None = None) -> Path:
+    """Softmaxed architecture parameters over the search epochs (DARTS / LNAS): one panel per edge, one line per
+    operation (``history[e]["probabilities"][edge][op]``); a path masked by LNAS variant 2 drops to 0."""
+    plt = _pyplot()
+    probs = np.array([row["probabilities"] for row in history], dtype=float)  # epochs x edges x ops
+    epochs = [int(row["epoch"]) + 1 for row in history]
+    cols = min(3, len(edges))
+    rows = -(-len(edges) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    for e, name in enumerate(edges):
+        ax = axes[e // cols][e % cols]
+        for k, op in enumerate(ops):
+            ax.plot(epochs, probs[:, e, k], marker="o", markersize=3, label=op)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlabel("epoch", fontsize=8)
+    for e in range(len(edges), rows * cols):
+        axes[e // cols][e % cols].axis("off")
+    axes[0][0].set_ylabel("softmax(alpha)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title or "architecture weights per edge")
     return _save(fig, Path(path))
