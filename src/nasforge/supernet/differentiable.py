@@ -49,7 +49,8 @@ from ..schema import ConfigModel
 from .train import derived_seed, frozen_bn_stats
 
 __all__ = ["DartsSearchConfig", "split_search_data", "unrolled_alpha_grad", "first_order_alpha_grad",
-           "DifferentiableSearch", "SearchOutcome", "SEARCH_CHECKPOINT", "ALPHA_HISTORY"]
+           "DifferentiableSearch", "SearchOutcome", "run_differentiable_search", "SEARCH_CHECKPOINT",
+           "ALPHA_HISTORY"]
 
 SEARCH_CHECKPOINT, ALPHA_HISTORY = "search.pt", "alpha_history.json"
 FORMAT = "nasforge.darts-search/1"
@@ -280,3 +281,20 @@ class DifferentiableSearch:
                 write_json(self.folder / ALPHA_HISTORY, {"ops": list(self.net.ops), "edges": self.net.edge_names,
                                                          "epochs": self.history})
         return SearchOutcome(list(self.history), time.perf_counter() - t0)
+
+
+def run_differentiable_search(space: Any, splits: Any, config: DartsSearchConfig, *, seed: int,
+                              device: torch.device, folder: str | Path | None,
+                              after_epoch: Callable[[int, nn.Module], Mapping[str, Any] | None] | None = None,
+                              run_config: Mapping[str, Any] | None = None,
+                              progress: bool = False) -> tuple[nn.Module, SearchOutcome]:
+    """Build the mixed-op supernet of ``space`` for ``splits`` (seeded), split the training data
+    (:func:`split_search_data`) and run (or resume) the search; returns the searched supernet and the outcome."""
+    from .mixed import mixed_supernet_for
+
+    net = mixed_supernet_for(space, splits.input_shape, splits.num_classes,
+                             generator=torch.Generator().manual_seed(derived_seed(seed, 23)))
+    train_ds, val_ds = split_search_data(splits.train, config.train_portion, seed)
+    search = DifferentiableSearch(net, train_ds, val_ds, splits.transform(), config, seed=seed, device=device,
+                                  folder=folder, after_epoch=after_epoch, run_config=run_config, progress=progress)
+    return search.net, search.fit()
