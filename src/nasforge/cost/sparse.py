@@ -31,7 +31,7 @@ def effective_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     for mod_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
             if name.endswith("_orig") and hasattr(module, name[:-5] + "_mask"):
-                name, p = name[:-5], getattr(module, name[:-5])
+                name, p = name[:-5], p * getattr(module, name[:-5] + "_mask")
             out[f"{mod_name}.{name}" if mod_name else name] = p
     return out
 

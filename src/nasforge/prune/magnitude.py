@@ -29,7 +29,7 @@ from torch.nn.utils import prune as torch_prune
 from ..errors import InvalidValue
 
 __all__ = ["round_keep_fraction", "prunable_weights", "magnitude_prune", "weight_masks", "apply_masks", "rewind",
-           "finalize", "weight_sparsity", "iterative_magnitude_pruning", "alpha_prune_counts", "prune_alphas"]
+           "finalize", "refresh_masked", "weight_sparsity", "iterative_magnitude_pruning", "alpha_prune_counts", "prune_alphas"]
 
 
 def _check(sparsity: float, rounds: int) -> None:
@@ -96,6 +96,17 @@ def rewind(model: nn.Module, theta0: Mapping[str, Tensor]) -> None:
             if source not in theta0:
                 raise InvalidValue("theta0", source, "a state dict of the same (unpruned) network")
             value.copy_(theta0[source])
+    refresh_masked(model)
+
+
+def refresh_masked(model: nn.Module) -> None:
+    """Recompute ``weight = weight_orig * weight_mask`` of pruned modules now (torch does it before each forward;
+    until then ``module.weight`` would show the values before a rewind), detached: the module can then be
+    deep-copied (the next forward recomputes it with its graph)."""
+    with torch.no_grad():
+        for m, name in prunable_weights(model):
+            if hasattr(m, f"{name}_orig") and hasattr(m, f"{name}_mask"):
+                setattr(m, name, getattr(m, f"{name}_orig") * getattr(m, f"{name}_mask"))
 
 
 def finalize(model: nn.Module) -> nn.Module:
@@ -108,6 +119,7 @@ def finalize(model: nn.Module) -> nn.Module:
 
 def weight_sparsity(model: nn.Module) -> float:
     """Fraction of zero elements over all prunable weights (through masks)."""
+    refresh_masked(model)
     weights = [m.weight.detach() for m, _ in prunable_weights(model)]
     total = sum(w.numel() for w in weights)
     return sum(int((w == 0).sum()) for w in weights) / max(1, total)

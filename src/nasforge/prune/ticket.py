@@ -28,7 +28,16 @@ from ..errors import InvalidValue
 from ..export import export_model
 from ..io import atomic_write_text, load_checkpoint, save_checkpoint
 from ..train import TrainConfig, train
-from .magnitude import apply_masks, finalize, magnitude_prune, rewind, round_keep_fraction, weight_masks, weight_sparsity
+from .magnitude import (
+    apply_masks,
+    finalize,
+    magnitude_prune,
+    refresh_masked,
+    rewind,
+    round_keep_fraction,
+    weight_masks,
+    weight_sparsity,
+)
 
 __all__ = ["train_ticket", "export_ticket", "TICKET_LOG", "MASKS"]
 
@@ -93,6 +102,7 @@ def export_ticket(net: nn.Module, arch: Any, out_dir: str | os.PathLike[str], *,
     """Export a (pruned) network: a copy with the masks baked in (:func:`~nasforge.prune.magnitude.finalize`)
     through :func:`nasforge.export.export_model` (plain PyTorch state dict + ONNX), plus ``masks.pt`` (``{"<module>
     .weight": bool tensor}``, loadable with ``weights_only=True``). ``net`` itself is not modified."""
+    refresh_masked(net)
     plain = finalize(copy.deepcopy(net)).cpu()
     masks = weight_masks(net)
     files = export_model(plain, arch, out_dir, input_shape=input_shape, onnx=onnx, space_kwargs=space_kwargs,

@@ -173,6 +173,7 @@ def plot_alpha_history(history: Sequence[Mapping[str, Any]], ops: Sequence[str],
         ax.set_title(str(name), fontsize=9)
         ax.set_ylim(0.0, 1.0)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     for e in range(len(edges), rows * cols):
         axes[e // cols][e % cols].axis("off")
     axes[0][0].set_ylabel("softmax(alpha)")
