@@ -109,8 +109,8 @@ class _Crash(RuntimeError):
 def _search(tmp, config, hook=None):
     splits = load_data({"source": "digits", "val_fraction": 0.0, "test_fraction": 0.0, "seed": 0})
     tr, va = split_search_data(splits.train, 0.5, seed=0)
-    return DifferentiableSearch(_net(channels=1), tr, va, splits.transform(), config, seed=0, device=torch.device("cpu"),
-                                folder=tmp, after_epoch=hook)
+    return DifferentiableSearch(_net(channels=1), tr, va, splits.transform(), config, seed=0,
+                                device=torch.device("cpu"), folder=tmp, after_epoch=hook)
 
 
 @pytest.mark.parametrize("order", [1, 2])

@@ -29,7 +29,8 @@ from torch.nn.utils import prune as torch_prune
 from ..errors import InvalidValue
 
 __all__ = ["round_keep_fraction", "prunable_weights", "magnitude_prune", "weight_masks", "apply_masks", "rewind",
-           "finalize", "refresh_masked", "weight_sparsity", "iterative_magnitude_pruning", "alpha_prune_counts", "prune_alphas"]
+           "finalize", "refresh_masked", "weight_sparsity", "iterative_magnitude_pruning", "alpha_prune_counts",
+           "prune_alphas"]
 
 
 def _check(sparsity: float, rounds: int) -> None:

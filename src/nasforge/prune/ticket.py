@@ -52,8 +52,8 @@ def _phase(net: nn.Module, batches: Any, config: TrainConfig, epochs: float, dev
              "val_accuracy": s.val_accuracy, "lr": s.lr, "seconds": s.seconds} for s in result.history]
 
 
-def train_ticket(net: nn.Module, make_batches: Callable[[int], Any], *, config: TrainConfig, folder: str | os.PathLike[str],
-                 final_epochs: float, sparsity: float | None = None, rounds: int = 0, k: float = 0.0,
+def train_ticket(net: nn.Module, make_batches: Callable[[int], Any], *, config: TrainConfig,
+                 folder: str | os.PathLike[str], final_epochs: float, sparsity: float | None = None, rounds: int = 0, k: float = 0.0,
                  device: torch.device | str = "cpu", val_batches: Iterable[Any] | None = None,
                  progress: bool = False) -> dict[str, Any]:
     """Train ``net`` (in place) as described in the module docstring; ``make_batches(phase)`` gives the training

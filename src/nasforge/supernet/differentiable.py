@@ -209,7 +209,8 @@ class DifferentiableSearch:
         nn.utils.clip_grad_norm_(net.weight_parameters(), self.config.grad_clip)
         self.w_opt.step()
         return {"train_loss": float(loss.detach()), "train_correct": float((logits.argmax(1) == yt).sum()),
-                "val_loss": float(F.cross_entropy(logits_v, yv)), "val_correct": float((logits_v.argmax(1) == yv).sum()),
+                "val_loss": float(F.cross_entropy(logits_v, yv)),
+                "val_correct": float((logits_v.argmax(1) == yv).sum()),
                 "n": float(len(yt)), "n_val": float(len(yv))}
 
     # ------------------------------------------------------------------------------------------------ checkpoint
