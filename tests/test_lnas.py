@@ -91,6 +91,21 @@ def test_variant_2_retrains_densely_and_variant_1_searches_without_masks(tmp_pat
     assert v1["alpha_sparsity"] == 0 and v1["costs"]["weight_sparsity"] == pytest.approx(0.5, abs=2e-3)
 
 
+def test_lnas_searches_the_darts_space_and_exports_its_derived_network(tmp_path):
+    from nasforge import get_space
+    from nasforge.methods.lnas import run_lnas
+    config = lnas_config_from_dict({**BASE, "space": {"name": "darts", "kwargs": {"C": 4, "layers": 3}},
+                                    "data": {**BASE["data"], "limit": 300},
+                                    "search": {"epochs": 1, "batch_size": 16, "steps_per_epoch": 1},
+                                    "variant": 2, "sparsity": 0.5, "retrain_epochs": 1})
+    result = run_lnas(config, tmp_path / "d")
+    space = get_space("darts", C=4, layers=3)
+    arch = space.parse(result["arch"])
+    assert result["nb201"] is None and result["alpha_sparsity"] == 0.5  # 224 paths, 112 masked
+    net, got = load_exported(tmp_path / "d" / "model")
+    assert got == arch and sum(p.numel() for p in net.parameters()) == space.params(arch, (1, 8, 8), 10)
+
+
 def test_alpha_rounds_are_spread_over_the_search_epochs():
     assert alpha_round_epochs(10, 10) == list(range(10))
     assert alpha_round_epochs(10, 3) == [3, 6, 9]

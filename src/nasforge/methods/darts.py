@@ -61,9 +61,13 @@ class DartsConfig(RunConfig):
 
     @model_validator(mode="after")
     def _cross(self) -> "DartsConfig":
-        if self.space.name != "nb201":
-            raise InvalidValue("space", self.space.name, "nb201 (the space with a mixed-op supernet)")
-        get_space(self.space.name, **self.space.kwargs)
+        if self.space.name not in ("nb201", "darts"):
+            raise InvalidValue("space", self.space.name, "nb201 or darts (the spaces with a mixed-op supernet)")
+        try:
+            get_space(self.space.name, **self.space.kwargs)
+        except TypeError as exc:
+            raise InvalidValue("space.kwargs", self.space.kwargs, f"constructor arguments of {self.space.name!r} "
+                                                                  f"({exc})") from None
         TrainConfig.from_recipe("lnas", **self.retrain)
         return self
 
@@ -95,7 +99,7 @@ def run_darts(config: DartsConfig, out: str | os.PathLike[str], *, resume: bool 
             result: dict[str, Any] = {"method": "darts", "order": config.search.order, "arch": space.format(arch),
                                       "search_seconds": round(time.perf_counter() - t0, 3),
                                       "alpha_history": ALPHA_HISTORY, "history": outcome.history}
-            result["nb201"] = nb201_accuracy(arch, config.nb201_dataset)
+            result["nb201"] = nb201_accuracy(arch, config.nb201_dataset) if space.name == "nb201" else None
             if config.retrain_epochs > 0:
                 result.update(retrain_derived(space, arch, splits, TrainConfig.from_recipe("lnas", **config.retrain),
                                               run_dir, seed=config.seed, device=device,

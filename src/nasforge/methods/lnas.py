@@ -13,8 +13,9 @@ routines (:mod:`nasforge.prune.magnitude`, :mod:`nasforge.prune.ticket`) and the
 * ``2`` (Algorithm 2): the DARTS search prunes architecture parameters: after the epochs of ``n_alpha`` rounds
   spread evenly over the search (default: every epoch, "after each epoch of our neural architecture search"), the
   candidate paths of smallest softmax weight are masked (path-level masks, Eq. 7) until a fraction ``p`` of them is
-  masked (an edge keeps at least one operation); then the derived network is retrained densely for
-  ``retrain_epochs``.
+  masked (an edge keeps at least one operation; on ``darts`` a node needs two edges with a non-``none`` one
+  left, or the derivation stops with an error naming the node); then the derived network is retrained densely
+  for ``retrain_epochs``.
 * ``generalized`` (Algorithm 3): both.
 
 ``sparsity`` ``p``: one of the paper's levels 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 0.95 (Table 1; the
@@ -88,9 +89,13 @@ class LnasConfig(RunConfig):
 
     @model_validator(mode="after")
     def _cross(self) -> "LnasConfig":
-        if self.space.name != "nb201":
-            raise InvalidValue("space", self.space.name, "nb201 (the space with a mixed-op supernet)")
-        get_space(self.space.name, **self.space.kwargs)
+        if self.space.name not in ("nb201", "darts"):
+            raise InvalidValue("space", self.space.name, "nb201 or darts (the spaces with a mixed-op supernet)")
+        try:
+            get_space(self.space.name, **self.space.kwargs)
+        except TypeError as exc:
+            raise InvalidValue("space.kwargs", self.space.kwargs, f"constructor arguments of {self.space.name!r} "
+                                                                  f"({exc})") from None
         if self.sparsity not in SPARSITIES:
             raise InvalidValue("sparsity", self.sparsity, ", ".join(map(str, SPARSITIES)) + " (lnas.txt Table 1)")
         if self.n_alpha is not None and self.n_alpha > self.search.epochs:
@@ -174,7 +179,8 @@ def run_lnas(config: LnasConfig, out: str | os.PathLike[str], *, resume: bool = 
                 "order": config.search.order, "arch": space.format(arch),
                 "alpha_sparsity": round(float((~net.alpha_mask).sum()) / net.alpha_mask.numel(), 6),
                 "search_seconds": round(time.perf_counter() - t0, 3), "alpha_history": ALPHA_HISTORY,
-                "history": outcome.history, "nb201": nb201_accuracy(arch, config.nb201_dataset)}
+                "history": outcome.history,
+                "nb201": nb201_accuracy(arch, config.nb201_dataset) if space.name == "nb201" else None}
             t1 = time.perf_counter()
             result.update(retrain_derived(
                 space, arch, splits, TrainConfig.from_recipe("lnas", **config.retrain), run_dir, seed=config.seed,
