@@ -21,8 +21,8 @@ from nasforge.methods.lnas import alpha_round_epochs, lnas_config_from_dict, loa
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BASE = {"space": {"name": "nb201", "kwargs": {"C": 4, "N": 1}},
-        "data": {"source": "digits", "val_fraction": 0.0, "test_fraction": 0.2, "seed": 0},
-        "search": {"epochs": 2, "batch_size": 32, "steps_per_epoch": 2}, "retrain": {"batch_size": 64},
+        "data": {"source": "digits", "val_fraction": 0.0, "test_fraction": 0.2, "seed": 0, "limit": 400},
+        "search": {"epochs": 2, "batch_size": 32, "steps_per_epoch": 1}, "retrain": {"batch_size": 64},
         "seed": 0, "device": "cpu", "threads": 1, "progress": False}
 
 
@@ -95,7 +95,6 @@ def test_lnas_searches_the_darts_space_and_exports_its_derived_network(tmp_path)
     from nasforge import get_space
     from nasforge.methods.lnas import run_lnas
     config = lnas_config_from_dict({**BASE, "space": {"name": "darts", "kwargs": {"C": 4, "layers": 3}},
-                                    "data": {**BASE["data"], "limit": 300},
                                     "search": {"epochs": 1, "batch_size": 16, "steps_per_epoch": 1},
                                     "variant": 2, "sparsity": 0.5, "retrain_epochs": 1})
     result = run_lnas(config, tmp_path / "d")
