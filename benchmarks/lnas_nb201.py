@@ -7,6 +7,7 @@ accuracy is not the point of this benchmark). Results are appended per run to th
 keeps what finished; the machine load (os.getloadavg) is recorded before and after each run.
 
     python benchmarks/lnas_nb201.py --seeds 0 --methods darts lnas --work /tmp/lnas_ev
+    python benchmarks/lnas_nb201.py --seeds 0 --methods darts --set search.order=2 --work /tmp/lnas_ev
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "lnas_nb201.json"
 
 
 def one(method: str, seed: int, work: Path, extra: list[str]) -> dict:
-    out = work / f"{method}-s{seed}"
+    out = work / "-".join([method, f"s{seed}", *(e.replace("=", "").replace(".", "_") for e in extra)])
     common = [f"seed={seed}", "progress=false", *extra]
     t0 = time.perf_counter()
     load = os.getloadavg()
