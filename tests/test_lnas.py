@@ -80,6 +80,7 @@ def test_lnas_generalized_prunes_alpha_during_search_and_weights_during_retraini
     row = json.loads(capsys.readouterr().out)
     assert row["nonzero_flops"] == result["costs"]["nonzero_flops"] < row["flops"]
     assert row["weight_sparsity"] == pytest.approx(p, abs=2e-3)
+    assert main(["cost", "nb201"]) != 0 and "ARCH" in capsys.readouterr().err  # no folder, no architecture
 
 
 def test_variant_2_retrains_densely_and_variant_1_searches_without_masks(tmp_path):
