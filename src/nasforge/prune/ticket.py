@@ -10,7 +10,9 @@ network that way). Every training phase writes its own epoch checkpoint (``round
 every finished round its masks (``masks_round<r>.pt``) and a line of ``ticket.json``, so a resumed call skips
 what is done, re-installs the last masks and continues the phase it was in at its last epoch boundary.
 
-The per-epoch held-out accuracy of every phase, in order, is the run's *timeline* (lnas.txt Table 1 reports the
+Each phase is its own run of the train loop, so its learning-rate schedule (cosine for LNAS) starts afresh after
+every rewind, as a rewound ticket is trained from its initialisation again. The per-epoch held-out accuracy of
+every phase, in order, is the run's *timeline* (lnas.txt Table 1 reports the
 best accuracy up to epochs 10 and 20 of that timeline).
 """
 from __future__ import annotations
