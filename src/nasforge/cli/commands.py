@@ -5,6 +5,7 @@ Handlers import what they use (torch, data, training) when they run, so ``nasfor
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,9 +69,16 @@ cmd_sample.configure = lambda p: (p.add_argument("space", help="space name (see 
 @command("cost", help="params, FLOPs and (optionally) measured latency of an architecture")
 def cmd_cost(args: argparse.Namespace) -> int:
     """Analytic params and FLOPs (FlopCounterMode convention: 2 FLOPs per multiply-add, batch 1) of ARCH in SPACE;
-    with --latency also the median latency measured on this machine."""
+    with --latency also the median latency measured on this machine. ``nasforge cost EXPORT_DIR`` (a folder of
+    ``nasforge export`` or an LNAS run's ``model/``): the exported network's parameters and counted FLOPs, dense and
+    of its non-zero weights only (a weight-pruned model; LNAS Table 1's FLOPs column)."""
     from ..cost import costs
 
+    if Path(args.space).is_dir():
+        return _cost_of_export(args)
+    if args.arch is None:
+        raise InvalidValue("ARCH", None, "an architecture string or JSON (or give an exported model folder "
+                                         "instead of SPACE)")
     space, shape, classes = _space_and_input(args)
     arch = parse(args.arch, space.name)
     kw = {"device": args.device, "backend": args.backend, "threads": args.threads} if args.latency else {}
@@ -87,9 +95,30 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_of_export(args: argparse.Namespace) -> int:
+    """Dense and non-zero costs of an exported (possibly pruned) network folder."""
+    from ..cost import count_flops
+    from ..cost.sparse import sparse_costs
+    from ..export import load_exported
+
+    for flag in ("arch", "input", "classes", "lut"):
+        if getattr(args, flag, None):
+            raise InvalidValue(f"--{flag}" if flag != "arch" else "ARCH", getattr(args, flag),
+                               "nothing with an exported model folder (its arch.json gives them)")
+    if args.latency:
+        raise InvalidValue("--latency", True, "nothing with an exported model folder")
+    net, arch = load_exported(args.space)
+    info = json.loads((Path(args.space) / "arch.json").read_text())
+    shape = tuple(info["input_shape"])
+    emit(args, {"model": str(Path(args.space)), "space": info["space"], "arch": info.get("arch_str", str(arch)),
+                "input": "x".join(map(str, shape)), "classes": info["num_classes"],
+                "flops": count_flops(net, shape), **sparse_costs(net, shape)})
+    return 0
+
+
 def _cost_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("space", help="space name")
-    p.add_argument("arch", help="architecture string (as printed by `nasforge sample`) or JSON")
+    p.add_argument("space", help="space name, or an exported model folder (nasforge export; an LNAS run's model/)")
+    p.add_argument("arch", nargs="?", help="architecture string (as printed by `nasforge sample`) or JSON")
     _add_input_options(p)
     p.add_argument("--latency", action="store_true", help="also measure latency (median, torch.utils.benchmark)")
     p.add_argument("--backend", default="torch", help="latency backend: torch | onnxruntime")

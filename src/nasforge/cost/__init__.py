@@ -21,12 +21,13 @@ from ..registry import get_space
 from ..spaces.base import SearchSpace
 from .counted import count_flops, count_params
 from .latency import BACKENDS, LatencyResult, measure_latency
+from .sparse import nonzero_flops, nonzero_params, sparse_costs
 
 if TYPE_CHECKING:
     from ..spaces.base import InputShape, SearchSpace
 
 __all__ = ["CostModel", "AnalyticCost", "MeasuredLatency", "CostFunction", "costs", "count_flops", "count_params",
-           "measure_latency", "LatencyResult"]
+           "measure_latency", "LatencyResult", "nonzero_params", "nonzero_flops", "sparse_costs"]
 
 
 @runtime_checkable

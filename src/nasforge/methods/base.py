@@ -15,17 +15,25 @@ Method modules never import one another (an import-linter ``independence`` contr
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from pathlib import Path
+from typing import IO, Any, Callable, Literal
 
 from pydantic import field_validator, model_validator
 
 from ..data import DataConfig
 from ..errors import InvalidValue
+from ..io import atomic_write_text, lock_folder
 from ..registry import METHODS
-from ..schema import ConfigModel
+from ..schema import ConfigModel, dump_config, read_yaml
 
-__all__ = ["Method", "RunConfig", "register_method", "get_method", "method_of_run"]
+__all__ = ["Method", "RunConfig", "register_method", "get_method", "method_of_run", "open_run_folder",
+           "RUN_CONFIG", "RESUME_MUTABLE"]
+
+RUN_CONFIG = "config.yaml"
+#: config fields a resumed run may change
+RESUME_MUTABLE = frozenset({"progress", "device", "threads", "out"})
 
 
 class RunConfig(ConfigModel):
@@ -94,3 +102,23 @@ def method_of_run(config: dict[str, Any], default: str, kind: str | None = None)
     """The method a (raw) config names in its ``method`` field (``default`` when it names none)."""
     name = config.get("method", default) if isinstance(config, dict) else default
     return get_method(str(name), kind)
+
+
+def open_run_folder(config: Any, out: str | os.PathLike[str], resume: bool) -> tuple[Path, IO[str]]:
+    """Lock the run folder ``out`` and write the resolved ``config.yaml``. A new run needs a folder without one
+    unless ``resume``; a resumed run keeps its config (all fields but :data:`RESUME_MUTABLE`). Returns the folder
+    and the lock (close it to release)."""
+    run_dir = Path(out).resolve()
+    if (run_dir / RUN_CONFIG).exists() and not resume:
+        raise InvalidValue("--out", str(run_dir), "a new folder, or --resume to continue the run there")
+    lock = lock_folder(run_dir)
+    resolved = config.model_dump(mode="json")
+    if (run_dir / RUN_CONFIG).exists():
+        stored = read_yaml(run_dir / RUN_CONFIG)
+        for key in sorted((set(resolved) | set(stored)) - RESUME_MUTABLE):
+            if resolved.get(key) != stored.get(key):
+                lock.close()
+                raise InvalidValue(key, resolved.get(key), [stored.get(key)],
+                                   where=f"the run in {run_dir} (--resume keeps its config)")
+    atomic_write_text(run_dir / RUN_CONFIG, dump_config(resolved))
+    return run_dir, lock

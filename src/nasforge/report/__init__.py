@@ -18,11 +18,12 @@ from .plots import (
     plot_best_so_far,
     plot_cost_tradeoff,
     plot_generations,
+    plot_alpha_history,
     plot_op_heatmap,
 )
 
 __all__ = ["write_report", "render_html", "plot_best_so_far", "plot_cost_tradeoff", "plot_generations",
-           "plot_op_heatmap", "pareto_indices", "metric_series", "best_so_far", "pick_cost"]
+           "plot_op_heatmap", "plot_alpha_history", "pareto_indices", "metric_series", "best_so_far", "pick_cost"]
 
 #: cost preferred for the trade-off plot when the run has no cost objective
 COST_PREFERENCE = ("latency_ms", "flops", "params")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from ..pareto import pareto_indices
 from ..trial import Trial, TrialState
 
 __all__ = ["plot_best_so_far", "plot_cost_tradeoff", "plot_generations", "plot_op_heatmap", "pareto_indices",
-           "metric_series", "best_so_far"]
+           "metric_series", "best_so_far", "plot_alpha_history"]
 
 
 def _pyplot():
@@ -154,3 +154,38 @@ def plot_op_heatmap(frequencies: Mapping[str, Mapping[str, float]], path: str | 
     ax.set_title(title or "operation probability per layer")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     return _save(fig, Path(path))
+
+
+def plot_alpha_history(history: Sequence[Mapping[str, Any]], ops: Sequence[str], edges: Sequence[str],
+                       path: str | Path, *, title: str | None = None) -> Path:
+    """Softmaxed architecture parameters over the search epochs (DARTS / LNAS): one panel per edge, one line per
+    operation (``history[e]["probabilities"][edge][op]``); a path masked by LNAS variant 2 drops to 0."""
+    plt = _pyplot()
+    probs = np.array([row["probabilities"] for row in history], dtype=float)  # epochs x edges x ops
+    epochs = [int(row["epoch"]) + 1 for row in history]
+    cols = min(3, len(edges))
+    rows = -(-len(edges) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False, sharex=True, sharey=True)
+    for e, name in enumerate(edges):
+        ax = axes[e // cols][e % cols]
+        for k, op in enumerate(ops):
+            ax.plot(epochs, probs[:, e, k], marker="o" if len(epochs) < 30 else None, markersize=3, label=op)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_yticks([0.0, 0.5, 1.0])
+        ax.xaxis.get_major_locator().set_params(integer=True, nbins=5)
+        if e // cols == rows - 1 or e + cols >= len(edges):
+            ax.set_xlabel("epoch", fontsize=8)
+    for e in range(len(edges), rows * cols):
+        axes[e // cols][e % cols].axis("off")
+    axes[0][0].set_ylabel("softmax(alpha)")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    height = 2.6 * rows  # inches; margins below in inches (tight_layout takes seconds at 28 panels)
+    fig.suptitle(title or "architecture weights per edge", y=1.0 - 0.12 / height)
+    fig.subplots_adjust(hspace=0.45, wspace=0.12, top=1.0 - 0.75 / height, bottom=0.55 / height, left=0.07,
+                        right=0.98)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80 if len(edges) > 12 else 110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,77 @@
+"""lnas.txt Table 1 in miniature (issue 14, "Evidence", first bullet), on the shipped CIFAR-10 subset at 16 px over
+the NB201 cell: the DARTS baseline vs LNAS variant 1 (weight pruning with rewinding) vs variant 2 (alpha pruning)
+per sparsity, each derived network retrained ``--retrain`` epochs (variant 1: one pruning round at half of them,
+the paper's "prune at epoch 10 of 20"); reported: best held-out accuracy up to the half and up to the end of the
+retraining (Table 1's "Epoch 10 / Epoch 20" columns), FLOPs of the non-zero weights, search and retraining time.
+The search is configs/darts-nb201-cpu.yaml / lnas-nb201-cpu.yaml with ``--steps`` steps per epoch. Each finished
+run is appended to ``benchmarks/results/lnas_table1.json``.
+
+    python benchmarks/lnas_table1.py --sparsities 0.5 0.95 --retrain 4 --steps 20 --work /tmp/lnas_t1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from nasforge.methods.darts import load_darts_config, run_darts
+from nasforge.methods.lnas import load_lnas_config, run_lnas
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "lnas_table1.json"
+
+
+def row(name: str, sparsity: float | None, result: dict, retrain: int, wall: float, load: tuple) -> dict:
+    timeline = result["retrain"]["timeline"]
+    half = retrain // 2
+    return {"run": name, "sparsity": sparsity, "arch": result["arch"],
+            "nb201_test_accuracy": result["nb201"]["test_accuracy"],
+            "best_acc_half": max(timeline[:half]), "best_acc_end": max(timeline), "timeline": timeline,
+            "weight_sparsity": result["costs"]["weight_sparsity"], "nonzero_flops": result["costs"]["nonzero_flops"],
+            "nonzero_params": result["costs"]["nonzero_params"], "params": result["costs"]["params"],
+            "alpha_sparsity": result.get("alpha_sparsity", 0.0), "search_seconds": result["search_seconds"],
+            "wall_s": round(wall, 1), "load_before": load, "load_after": os.getloadavg(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.95])
+    ap.add_argument("--retrain", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/lnas_t1"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    common = [f"seed={args.seed}", "progress=false", f"search.steps_per_epoch={args.steps}",
+              f"retrain_epochs={args.retrain}"]
+    jobs = [("darts", None)] + [(f"v{v}", p) for p in args.sparsities for v in (1, 2)]
+    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
+    data.update(machine="2 shared CPU cores", python=platform.python_version(), torch=torch.__version__,
+                settings={"retrain_epochs": args.retrain, "steps_per_epoch": args.steps, "seed": args.seed})
+    for name, p in jobs:
+        out = args.work / (name if p is None else f"{name}-p{p}")
+        t0, load = time.perf_counter(), os.getloadavg()
+        if p is None:
+            result = run_darts(load_darts_config(ROOT / "configs" / "darts-nb201-cpu.yaml", common), out,
+                               resume=out.exists())
+        else:
+            extra = [f"variant={name[1]}", f"sparsity={p}", f"k={args.retrain // 2}", "n_weights=1"]
+            result = run_lnas(load_lnas_config(ROOT / "configs" / "lnas-nb201-cpu.yaml", [*common, *extra]), out,
+                              resume=out.exists())
+        r = row(name, p, result, args.retrain, time.perf_counter() - t0, load)
+        data["runs"] = [x for x in data["runs"] if (x["run"], x["sparsity"]) != (name, p)] + [r]
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(data, indent=1))
+        print(json.dumps({k: r[k] for k in ("run", "sparsity", "best_acc_half", "best_acc_end", "nonzero_flops",
+                                              "wall_s")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
