@@ -78,10 +78,14 @@ def take(tensor: torch.Tensor, index: Index | None) -> torch.Tensor:
 def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     """``bn`` applied to the ``x.shape[1]`` lower-index channels, exactly as ``nn.BatchNorm2d.forward`` would on a
     layer of that width: batch statistics in training mode (updating the sliced running statistics in place with
-    ``bn.momentum``, or the cumulative average when it is ``None``), running statistics in eval mode."""
+    ``bn.momentum``, or the cumulative average when it is ``None``), running statistics in eval mode.
+
+    Momentum exactly 0 in training mode (:func:`nasforge.supernet.train.frozen_bn_stats`, BigNAS's "statistics
+    are not accumulated") leaves the running statistics as they are, so they are not passed at all (no update
+    computed) and ``num_batches_tracked`` is not counted."""
     c = x.shape[1]
     factor = 0.0 if bn.momentum is None else bn.momentum
-    tracking = bn.track_running_stats and bn.running_mean is not None
+    tracking = bn.track_running_stats and bn.running_mean is not None and not (bn.training and bn.momentum == 0.0)
     if bn.training and tracking and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
