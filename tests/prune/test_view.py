@@ -62,7 +62,7 @@ def test_view_rejects_a_proposal_of_another_shape(parent) -> None:
     with pytest.raises(InvalidValue, match="Eq. 1 truncation"):
         view.set(deeper_kernel)
     shallower = SPACE.make({**ARCH.to_dict(), "s2.depth": 1})
-    with pytest.raises(InvalidValue, match="same tensors"):
+    with pytest.raises(InvalidValue, match="number of blocks"):
         view.set(shallower)
 
 

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 
 from ..arch import Architecture
 from ..errors import InvalidValue
+from ..nn.mbconv import InvertedResidual, MBConvNet
+from ..nn.spec import MBConvSpec, NetworkSpec
 from ..spaces.base import SearchSpace
 from ..spaces.state import empty_network
 
@@ -48,8 +50,10 @@ class PrunedView:
     """The trained ``model`` (``space.build(arch, input_shape, num_classes)``'s tensors) as a network that becomes
     any pruning proposal of ``arch`` with :meth:`set`; ``view.net`` is the module to run (eval mode).
 
-    Built once: ``model``'s state is copied to ``device`` (the view never changes ``model``). :meth:`set` costs a
-    meta-device build of the proposal (tensor shapes and layer sizes only) and one view per tensor.
+    Built once: ``model``'s state is copied to ``device`` (the view never changes ``model``). :meth:`set` costs the
+    proposal's spec, one view per tensor and, for a block width not seen before, a meta-device build of that
+    one block (its tensor shapes and layer sizes; cached). The space's networks must be
+    :class:`~nasforge.nn.mbconv.MBConvNet` (``blocks.{i}`` built from ``spec.blocks[i]``), as MENAS's are.
     """
 
     def __init__(self, model: nn.Module, space: SearchSpace, arch: Architecture, input_shape: tuple[int, int, int],
@@ -74,24 +78,51 @@ class PrunedView:
                        for kind, attrs in _SIZES.items() if type(module) is kind}
         self._original = {prefix: tuple(getattr(m, a) for a in attrs) for prefix, (m, attrs) in self._sized.items()}
         self.proposal: Architecture = arch
+        self._spec: NetworkSpec = space.spec(arch, input_shape, num_classes)
+        self._full_shapes = {k: tuple(v.shape) for k, v in self._full.items()}
+        self._blocks: dict[MBConvSpec, tuple[dict[str, tuple[int, ...]], dict[str, nn.Module]]] = {}
+        if not isinstance(self.net, MBConvNet) or len(self.net.blocks) != len(self._spec.blocks):
+            raise InvalidValue("space", space.name, "a space whose networks are MBConvNets (menas-mt, menas-ws)")
 
-    def _template(self, proposal: Architecture) -> nn.Module:
-        template = empty_network(self.space, proposal, self.input_shape, self.num_classes)
-        names = set(template.state_dict())
-        if names != set(self._full):
-            extra = sorted(names ^ set(self._full))
-            raise InvalidValue("proposal", self.space.format(proposal),
-                               f"a pruning of {self.space.format(self.arch)} with the same tensors "
-                               f"(differs at {extra[0]})")
-        return template
+    def _block_template(self, spec: MBConvSpec) -> tuple[dict[str, tuple[int, ...]], dict[str, nn.Module]]:
+        """Tensor shapes and sized layers of one block built from ``spec`` (meta device, cached per spec: a
+        proposal's blocks take few distinct widths, so most proposals build nothing)."""
+        hit = self._blocks.get(spec)
+        if hit is None:
+            with torch.device("meta"):
+                block = InvertedResidual(spec)
+            hit = ({k: tuple(v.shape) for k, v in block.state_dict().items()},
+                   {k: m for k, m in block.named_modules() if type(m) in _SIZES})
+            self._blocks[spec] = hit
+        return hit
+
+    def _targets(self, proposal: Architecture) -> tuple[NetworkSpec, dict[str, tuple[int, ...]],
+                                                        dict[str, nn.Module]]:
+        """The proposal's spec, every tensor's shape and the modules whose sizes the view's layers take."""
+        spec = self.space.spec(proposal, self.input_shape, self.num_classes)
+        own = self._spec
+        where = f"a pruning of {self.space.format(self.arch)} (same stem, head and number of blocks)"
+        if len(spec.blocks) != len(own.blocks) or spec.stem != own.stem or spec.head != own.head:
+            raise InvalidValue("proposal", self.space.format(proposal), where)
+        shapes, sizes = dict(self._full_shapes), {}
+        for i, block in enumerate(spec.blocks):
+            if block == own.blocks[i]:
+                continue
+            block_shapes, block_sizes = self._block_template(block)
+            prefix = f"blocks.{i}."
+            if set(block_shapes) != {k[len(prefix):] for k in self._full if k.startswith(prefix)}:
+                raise InvalidValue("proposal", self.space.format(proposal), f"{where}; block {i} has other tensors "
+                                   "(an expansion or SE added or removed)")
+            shapes.update({prefix + k: v for k, v in block_shapes.items()})
+            sizes.update({f"blocks.{i}.{k}" if k else f"blocks.{i}": m for k, m in block_sizes.items()})
+        return spec, shapes, sizes
 
     @torch.no_grad()
     def set(self, proposal: Architecture) -> nn.Module:
         """Point every tensor of :attr:`net` at ``proposal``'s Eq. 1 slice of the trained tensors and set the layer
         sizes; returns :attr:`net`. ``proposal`` must have the trained network's layers (same tensor names),
         narrower or equal on channels only (:class:`InvalidValue` otherwise)."""
-        template = self._template(proposal)
-        shapes = {k: tuple(v.shape) for k, v in template.state_dict().items()}
+        spec, shapes, sizes = self._targets(proposal)
         views = {name: _leading(full, shapes[name], name) for name, full in self._full.items()}
         for name, view in views.items():
             module, local, is_param = self._owners[name]
@@ -100,10 +131,11 @@ class PrunedView:
             else:
                 view.copy_(_leading(self._trained[name], shapes[name], name))
                 module._buffers[local] = view
-        sizes = dict(template.named_modules())
         for prefix, (module, attrs) in self._sized.items():
-            for a in attrs:
-                setattr(module, a, getattr(sizes[prefix], a))
+            source = sizes.get(prefix)
+            for a, v in zip(attrs, self._original[prefix]):
+                setattr(module, a, v if source is None else getattr(source, a))
+        self.net.spec = spec
         self.proposal = proposal
         return self.net
 
@@ -127,6 +159,7 @@ class PrunedView:
         for prefix, (module, attrs) in self._sized.items():
             for a, v in zip(attrs, self._original[prefix]):
                 setattr(module, a, v)
+        self.net.spec = self._spec
         self.proposal = self.arch
         return self.net
 
