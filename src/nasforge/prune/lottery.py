@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ..arch import Architecture
 from ..device import resolve_device
 from ..errors import DataError, InvalidValue
+from ..nn.analytic import spec_flops, spec_params
 from ..spaces.base import SearchSpace
 from ..spaces.mbconv_common import pruned_channels
 from ..spaces.mobilenet import PRUNE_RATES
@@ -308,8 +309,8 @@ def explore_lottery_tickets(model: nn.Module, space: SearchSpace, arch: Architec
             times["rank_s"] += t3 - t2
             images["calib_images"] += sum(int(x.shape[0]) for x in calib[:used])
             images["rank_images"] += sum(int(y.shape[0]) for _, y in ranked)
-            ticket = Ticket(proposal, float(accuracy), int(space.flops(proposal, shape, classes)),
-                            int(space.params(proposal, shape, classes)))
+            # the analytic costs of the spec the view already holds (= space.flops / space.params of the proposal)
+            ticket = Ticket(proposal, float(accuracy), int(spec_flops(net.spec)), int(spec_params(net.spec)))
             tickets.append(ticket)
             rank = (-ticket.accuracy, ticket.flops)
             if len(best) < top_k or rank < (-best[-1][0].accuracy, best[-1][0].flops):
