@@ -38,7 +38,8 @@ def main() -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     report = {"benchmark": "bench_l2_gradient", "date": dt.datetime.now().isoformat(timespec="seconds"),
               "command": "python " + " ".join(sys.argv), "decayed_params_M": sum(p.numel() for p in params) / 1e6,
-              "tensors": len(params), "ms": times, "median_ms": med, "ratio_graph_over_direct": med["graph"] / med["direct"],
+              "tensors": len(params), "ms": times, "median_ms": med,
+              "ratio_graph_over_direct": med["graph"] / med["direct"],
               "threads": 1, "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
     write_json(Path(__file__).resolve().parent / "results" / "supernet_l2_gradient.json", report)
     print(f"{report['decayed_params_M']:.2f} M params in {len(params)} tensors: graph {med['graph']:.1f} ms, "

@@ -43,7 +43,8 @@ def one_round(src: Path, args: argparse.Namespace, out_dir: Path) -> dict[str, A
             "explore_cpu_s": statistics.median(r["explore"]["cpu_s"] for r in rounds),
             "plain_s": statistics.median(r["plain"]["seconds"] for r in rounds),
             "train_wall_s": rep["train"]["wall_s"], "train_cpu_s": rep["train"]["cpu_s"],
-            "share": rep["explore_share_median"], "max_abs_accuracy_diff": rep["accuracy_max_abs_diff_explore_vs_plain"],
+            "share": rep["explore_share_median"],
+            "max_abs_accuracy_diff": rep["accuracy_max_abs_diff_explore_vs_plain"],
             "load_avg_1m": rep["machine"]["load_avg_1m"], "settings": rep["settings"]}
 
 

@@ -160,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "menas_search_runs.json")
     ap.add_argument("--out", type=Path, default=RESULTS / "menas_ticket_flops.json")
     args = ap.parse_args(argv)
-    report: dict[str, Any] = {"benchmark": "menas_ticket_flops", "date": dt.datetime.now().isoformat(timespec="seconds"),
+    report: dict[str, Any] = {"benchmark": "menas_ticket_flops",
+                              "date": dt.datetime.now().isoformat(timespec="seconds"),
                               "command": "python " + " ".join([sys.argv[0]] + list(argv or sys.argv[1:])),
                               "proposals": [proposals_of(c.resolve(), args.nets, args.k, args.seed)
                                             for c in args.configs]}
