@@ -390,3 +390,29 @@ def test_children_cost_analytic_equals_counted(tiny: BigNASSpace) -> None:
             net(torch.randn(1, *SHAPE))
         assert tiny.flops(a, SHAPE, CLASSES) == counter.get_total_flops()
         assert tiny.params(a, SHAPE, CLASSES) == sum(p.numel() for p in net.parameters())
+
+
+def _graph_ops(out: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes behind ``out``."""
+    seen, stack, names = set(), [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(fn for fn, _ in node.next_functions)
+    return names
+
+
+def test_full_width_layers_use_the_parameters_themselves(tiny: BigNASSpace) -> None:
+    """Full-tensor plans: the largest child runs on the parameters (no slice in its graph, so no slice_backward
+    zero-filled gradients), a narrower child still slices; both keep activate == extract."""
+    net = _supernet(tiny, seed=3)
+    x = _batches(1, 4)[0]
+    with net.activate(tiny.largest()):
+        largest = _graph_ops(net(x))
+    with net.activate(tiny.smallest()):
+        smallest = _graph_ops(net(x))
+    assert "SliceBackward0" not in largest and "SliceBackward0" in smallest
+    _activate_equals_extract(net, [tiny.largest(), tiny.smallest()], x)

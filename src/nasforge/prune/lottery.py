@@ -6,7 +6,9 @@ MENAS (Wei et al.), "Overview" step 2 and "Exploring Lottery Tickets". For each 
     keep-rate per prunable layer (Table 1: 0.7 to 0.975 in steps of 0.025), deriving "a new architecture with
     reduced computation complexity" -- :func:`pruning_proposals`;
 (b) initialise each pruned network from the trained weights, "truncated from the low index for slimmed layers"
-    (Eq. 1) -- :func:`~nasforge.prune.inherit.inherit_weights`;
+    (Eq. 1) -- a :class:`~nasforge.prune.view.PrunedView` of the trained network, built once, whose tensors are
+    re-pointed at each proposal's leading slices in place; the kept tickets get real networks
+    (:func:`~nasforge.prune.inherit.inherit_weights`);
 (c) "re-calibrate the BN statistics by forward-propagating training data for a few iterations", with "the
     trainable parameters ... fixed" -- :func:`nasforge.train.calibrate_bn`;
 (d) "rank newly pruned architectures by inference accuracy and select the top-2" -- :func:`explore_lottery_tickets`.
@@ -30,12 +32,14 @@ from torch import Tensor, nn
 from ..arch import Architecture
 from ..device import resolve_device
 from ..errors import DataError, InvalidValue
+from ..nn.analytic import spec_flops, spec_params
 from ..spaces.base import SearchSpace
 from ..spaces.mbconv_common import pruned_channels
 from ..spaces.mobilenet import PRUNE_RATES
 from ..train.bn import calibrate_bn
 from ..train.loop import evaluate
 from .inherit import check_state_matches, empty_network, inherit_weights
+from .view import PrunedView
 
 __all__ = ["pruning_proposals", "explore_lottery_tickets", "LotteryResult", "Ticket", "PROPOSAL_RATES",
            "PROPOSALS", "TICKETS", "CALIB_STEPS"]
@@ -66,8 +70,8 @@ class LotteryResult:
 
     ``tickets``: the ``top_k`` best proposals, best first (ties: fewer FLOPs first); ``networks``: their truncated
     and re-calibrated networks, same order (MENAS step (e) fine-tunes these); ``proposals``: every proposal with
-    its accuracy, in proposal order; ``timings``: ``truncate_s`` (building the pruned networks and copying the
-    weights, Eq. 1), ``calibrate_s`` (BN re-calibration), ``rank_s`` (inference on the rank batches), ``total_s``
+    its accuracy, in proposal order; ``timings``: ``truncate_s`` (Eq. 1: building the pruned view once,
+    re-pointing it per proposal, and building the ``top_k`` ticket networks), ``calibrate_s`` (BN re-calibration), ``rank_s`` (inference on the rank batches), ``total_s``
     (the whole call), ``calib_images`` / ``rank_images`` (images forwarded, all proposals together).
     """
 
@@ -242,6 +246,14 @@ def _pruned_network(space: SearchSpace, parent: Architecture, proposal: Architec
     return net.eval()
 
 
+@torch.no_grad()
+def _top1(net: nn.Module, ranked: Sequence[tuple[Tensor, Tensor]]) -> float:
+    """Top-1 accuracy (%) of ``net`` in eval mode on batches already on its device (as ``evaluate`` counts it)."""
+    net.eval()
+    correct = sum(int((net(x).argmax(1) == y).sum()) for x, y in ranked)
+    return 100.0 * correct / sum(int(y.shape[0]) for _, y in ranked)
+
+
 def explore_lottery_tickets(model: nn.Module, space: SearchSpace, arch: Architecture, *,
                             input_shape: tuple[int, int, int], num_classes: int, calib_batches: Iterable[Any],
                             rank_batches: Iterable[Any], k: int = PROPOSALS, top_k: int = TICKETS,
@@ -250,12 +262,15 @@ def explore_lottery_tickets(model: nn.Module, space: SearchSpace, arch: Architec
     """MENAS steps (a)-(d): the ``top_k`` lottery tickets among ``k`` pruning proposals of trained ``model``.
 
     ``model`` must be the network ``space.build(arch, input_shape, num_classes)`` makes (checked by tensor names
-    and shapes); it is only read. For each proposal of :func:`pruning_proposals`: build the pruned network on
-    ``device`` with every tensor truncated from ``model.state_dict()`` (Eq. 1), re-calibrate its BN statistics on
+    and shapes); it is only read. For each proposal of :func:`pruning_proposals`: point a once-built
+    :class:`~nasforge.prune.view.PrunedView` of ``model`` on ``device`` at the proposal (every tensor the leading
+    slice Eq. 1 keeps, views, no network rebuilt or copied), re-calibrate its BN statistics on
     the first ``calib_steps`` batches of ``calib_batches`` (training data; parameters untouched), then measure
     its top-1 accuracy on ``rank_batches`` (held-out ``(x, y)`` batches, the first ``rank_steps`` of them). Both
     batch sets are read once and reused for every proposal, so all proposals are ranked on the same images.
     No gradients are computed and the networks run in eval mode (BN in train mode only while calibrating).
+    Only the ``top_k`` tickets get a real network (:attr:`LotteryResult.networks`: built by Eq. 1 truncation,
+    with the BN statistics of their re-calibration).
     """
     _check_space(space)
     _check_counts(k, top_k, calib_steps, rank_steps)
@@ -273,28 +288,46 @@ def explore_lottery_tickets(model: nn.Module, space: SearchSpace, arch: Architec
     times = {"truncate_s": 0.0, "calibrate_s": 0.0, "rank_s": 0.0}
     images = {"calib_images": 0, "rank_images": 0}
     tickets: list[Ticket] = []
-    best: list[tuple[Ticket, nn.Module]] = []  # the current top_k with their networks; the rest are dropped
+    best: list[tuple[Ticket, dict[str, Tensor]]] = []  # the current top_k with their calibrated BN buffers
+    t0 = time.perf_counter()
+    view = PrunedView(model, space, arch, shape, classes, dev)
+    buffers = {name for name, _ in view.net.named_buffers()}
+    times["truncate_s"] += time.perf_counter() - t0
     with torch.no_grad():
         for proposal in proposals:
             t0 = time.perf_counter()
-            net = _pruned_network(space, arch, proposal, parent_state, shape, classes, dev)
+            net = view.set(proposal)
             t1 = time.perf_counter()
             used = calibrate_bn(net, calib, calib_steps, dev)
             t2 = time.perf_counter()
-            accuracy = evaluate(net, ranked, dev)["accuracy"]
+            # the first proposal through evaluate (which checks the batches against the model once), the rest
+            # through the same top-1 count without that probe forward
+            accuracy = _top1(net, ranked) if tickets else evaluate(net, ranked, dev)["accuracy"]
             t3 = time.perf_counter()
             times["truncate_s"] += t1 - t0
             times["calibrate_s"] += t2 - t1
             times["rank_s"] += t3 - t2
             images["calib_images"] += sum(int(x.shape[0]) for x in calib[:used])
             images["rank_images"] += sum(int(y.shape[0]) for _, y in ranked)
-            ticket = Ticket(proposal, float(accuracy), int(space.flops(proposal, shape, classes)),
-                            int(space.params(proposal, shape, classes)))
+            # the analytic costs of the spec the view already holds (= space.flops / space.params of the proposal)
+            ticket = Ticket(proposal, float(accuracy), int(spec_flops(net.spec)), int(spec_params(net.spec)))
             tickets.append(ticket)
-            best.append((ticket, net))
-            best.sort(key=lambda tn: (-tn[0].accuracy, tn[0].flops))  # stable: earlier proposals win full ties
-            del best[top_k:]
+            rank = (-ticket.accuracy, ticket.flops)
+            if len(best) < top_k or rank < (-best[-1][0].accuracy, best[-1][0].flops):
+                stats = {k: v.clone() for k, v in net.state_dict().items() if k in buffers}
+                best.append((ticket, stats))
+                best.sort(key=lambda ts: (-ts[0].accuracy, ts[0].flops))  # stable: earlier proposals win full ties
+                del best[top_k:]
+        # step (e)'s networks: real pruned networks (Eq. 1 truncation) for the kept tickets only, with the BN
+        # statistics of their re-calibration above
+        t0 = time.perf_counter()
+        networks = []
+        for ticket, stats in best:
+            net = _pruned_network(space, arch, ticket.arch, parent_state, shape, classes, dev)
+            net.load_state_dict(stats, strict=False)
+            networks.append(net)
+        times["truncate_s"] += time.perf_counter() - t0
     timings = {**times, "total_s": time.perf_counter() - t_start,
                **images, "proposals": len(proposals)}
     return LotteryResult(parent=arch, tickets=[t for t, _ in best], proposals=tickets, timings=timings,
-                         networks=[n for _, n in best])
+                         networks=networks)

@@ -15,6 +15,10 @@ MBConv supernet:
 One function, :func:`crop_index`, decides which elements a child holds; the supernet's forward pass and its
 weight extraction both index with it, so the two cannot disagree. The ``*Plan`` values hold precomputed
 indices for one architecture, so a forward pass only indexes (views, no copies of channels in Python loops).
+An index that selects a whole tensor is stored as ``None`` (a *full-tensor plan*: :func:`plan_index`), and the
+forward pass then uses the parameter itself: no slice view on the way forward and no zero-filled full-size
+gradient (``slice_backward``) on the way back, which is most of the largest child's and of full-width layers'
+slicing overhead.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 from ..errors import InvalidValue
 from ..nn.layers import ConvBNAct, SqueezeExcite
 
-__all__ = ["Index", "crop_index", "crop", "batch_norm", "ConvPlan", "conv_plan", "conv_bn_act", "SEPlan",
+__all__ = ["Index", "crop_index", "crop", "plan_index", "take", "batch_norm", "ConvPlan", "conv_plan", "conv_bn_act", "SEPlan",
            "se_plan", "squeeze_excite", "LinearPlan", "linear_plan", "linear"]
 
 #: A tuple of slices selecting a child's part of one supernet tensor.
@@ -60,29 +64,47 @@ def crop(tensor: torch.Tensor, shape: Sequence[int], what: str = "weight") -> to
     return tensor[crop_index(tensor.shape, shape, what)]
 
 
+def plan_index(full: Sequence[int], shape: Sequence[int], what: str = "weight") -> Index | None:
+    """:func:`crop_index`, or ``None`` when the child holds the whole tensor (``shape == full``)."""
+    index = crop_index(full, shape, what)
+    return None if tuple(shape) == tuple(full) else index
+
+
+def take(tensor: torch.Tensor, index: Index | None) -> torch.Tensor:
+    """``tensor[index]``, or ``tensor`` itself for a full-tensor plan (``index is None``)."""
+    return tensor if index is None else tensor[index]
+
+
 def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     """``bn`` applied to the ``x.shape[1]`` lower-index channels, exactly as ``nn.BatchNorm2d.forward`` would on a
     layer of that width: batch statistics in training mode (updating the sliced running statistics in place with
-    ``bn.momentum``, or the cumulative average when it is ``None``), running statistics in eval mode."""
+    ``bn.momentum``, or the cumulative average when it is ``None``), running statistics in eval mode.
+
+    Momentum exactly 0 in training mode (:func:`nasforge.supernet.train.frozen_bn_stats`, BigNAS's "statistics
+    are not accumulated") leaves the running statistics as they are, so they are not passed at all (no update
+    computed) and ``num_batches_tracked`` is not counted."""
     c = x.shape[1]
     factor = 0.0 if bn.momentum is None else bn.momentum
-    tracking = bn.track_running_stats and bn.running_mean is not None
+    tracking = bn.track_running_stats and bn.running_mean is not None and not (bn.training and bn.momentum == 0.0)
     if bn.training and tracking and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
         factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-    mean = bn.running_mean[:c] if tracking else None
-    var = bn.running_var[:c] if tracking else None
-    weight = bn.weight[:c] if bn.weight is not None else None
-    bias = bn.bias[:c] if bn.bias is not None else None
+    cut = None if c == bn.num_features else slice(0, c)  # all channels: the tensors themselves (no slice views)
+
+    def part(t: torch.Tensor | None) -> torch.Tensor | None:
+        return t if t is None or cut is None else t[cut]
+
+    mean, var = (part(bn.running_mean), part(bn.running_var)) if tracking else (None, None)
+    weight, bias = part(bn.weight), part(bn.bias)
     return F.batch_norm(x, mean, var, weight, bias, bn.training or not tracking, factor, bn.eps)
 
 
 @dataclass(frozen=True)
 class ConvPlan:
-    """One :class:`~nasforge.nn.layers.ConvBNAct` of a child: the weight index, stride, padding, groups and
-    activation (``act`` is a stateless module, ``nn.Identity`` for the linear projection)."""
+    """One :class:`~nasforge.nn.layers.ConvBNAct` of a child: the weight index (``None``: the whole weight),
+    stride, padding, groups and activation (``act`` is a stateless module, ``nn.Identity`` for the projection)."""
 
-    weight: Index
+    weight: Index | None
     stride: int
     padding: int
     groups: int
@@ -96,56 +118,57 @@ def conv_plan(unit: ConvBNAct, out_ch: int, in_ch: int, kernel: int, stride: int
     if depthwise and unit.conv.groups != unit.conv.out_channels:
         raise InvalidValue(what, "depthwise", "a depthwise conv at the same place in the supernet")
     shape = (out_ch, 1 if depthwise else in_ch, kernel, kernel)
-    return ConvPlan(crop_index(unit.conv.weight.shape, shape, what), stride, kernel // 2,
+    return ConvPlan(plan_index(unit.conv.weight.shape, shape, what), stride, kernel // 2,
                     out_ch if depthwise else 1, act)
 
 
 def conv_bn_act(unit: ConvBNAct, x: torch.Tensor, plan: ConvPlan) -> torch.Tensor:
     """``act(BN(conv(x)))`` of ``unit`` on the sliced weights of ``plan`` (the elastic ``ConvBNAct``)."""
-    y = F.conv2d(x, unit.conv.weight[plan.weight], None, plan.stride, plan.padding, 1, plan.groups)
+    y = F.conv2d(x, take(unit.conv.weight, plan.weight), None, plan.stride, plan.padding, 1, plan.groups)
     return plan.act(batch_norm(unit.bn, y))
 
 
 @dataclass(frozen=True)
 class SEPlan:
-    """One squeeze-and-excite of a child: indices of the two convs' weights and biases, and its gate."""
+    """One squeeze-and-excite of a child: indices of the two convs' weights and biases (``None``: whole), gate."""
 
-    reduce_w: Index
-    reduce_b: Index
-    expand_w: Index
-    expand_b: Index
+    reduce_w: Index | None
+    reduce_b: Index | None
+    expand_w: Index | None
+    expand_b: Index | None
     gate: nn.Module
 
 
 def se_plan(se: SqueezeExcite, channels: int, reduced: int, gate: nn.Module) -> SEPlan:
     """The :class:`SEPlan` of an SE on ``channels`` with ``reduced`` hidden units inside the supernet's ``se``."""
-    return SEPlan(crop_index(se.conv_reduce.weight.shape, (reduced, channels, 1, 1), "se_ch"),
-                  crop_index(se.conv_reduce.bias.shape, (reduced,), "se_ch"),
-                  crop_index(se.conv_expand.weight.shape, (channels, reduced, 1, 1), "se_ch"),
-                  crop_index(se.conv_expand.bias.shape, (channels,), "se_ch"), gate)
+    return SEPlan(plan_index(se.conv_reduce.weight.shape, (reduced, channels, 1, 1), "se_ch"),
+                  plan_index(se.conv_reduce.bias.shape, (reduced,), "se_ch"),
+                  plan_index(se.conv_expand.weight.shape, (channels, reduced, 1, 1), "se_ch"),
+                  plan_index(se.conv_expand.bias.shape, (channels,), "se_ch"), gate)
 
 
 def squeeze_excite(se: SqueezeExcite, x: torch.Tensor, plan: SEPlan) -> torch.Tensor:
     """The elastic :class:`~nasforge.nn.layers.SqueezeExcite` (Hu et al. 2018, Sec. 3) on ``plan``'s slices."""
     s = x.mean((2, 3), keepdim=True)
-    s = se.act(F.conv2d(s, se.conv_reduce.weight[plan.reduce_w], se.conv_reduce.bias[plan.reduce_b]))
-    return x * plan.gate(F.conv2d(s, se.conv_expand.weight[plan.expand_w], se.conv_expand.bias[plan.expand_b]))
+    s = se.act(F.conv2d(s, take(se.conv_reduce.weight, plan.reduce_w), take(se.conv_reduce.bias, plan.reduce_b)))
+    return x * plan.gate(F.conv2d(s, take(se.conv_expand.weight, plan.expand_w),
+                                  take(se.conv_expand.bias, plan.expand_b)))
 
 
 @dataclass(frozen=True)
 class LinearPlan:
-    """One ``nn.Linear`` of a child: weight and bias indices."""
+    """One ``nn.Linear`` of a child: weight and bias indices (``None``: the whole tensor)."""
 
-    weight: Index
-    bias: Index
+    weight: Index | None
+    bias: Index | None
 
 
 def linear_plan(layer: nn.Linear, out_features: int, in_features: int, what: str = "linear") -> LinearPlan:
     """The :class:`LinearPlan` of a ``in_features -> out_features`` linear inside the supernet's ``layer``."""
-    return LinearPlan(crop_index(layer.weight.shape, (out_features, in_features), what),
-                      crop_index(layer.bias.shape, (out_features,), what))
+    return LinearPlan(plan_index(layer.weight.shape, (out_features, in_features), what),
+                      plan_index(layer.bias.shape, (out_features,), what))
 
 
 def linear(layer: nn.Linear, x: torch.Tensor, plan: LinearPlan) -> torch.Tensor:
     """The elastic ``nn.Linear``: lower-index outputs and inputs."""
-    return F.linear(x, layer.weight[plan.weight], layer.bias[plan.bias])
+    return F.linear(x, take(layer.weight, plan.weight), take(layer.bias, plan.bias))

@@ -55,11 +55,12 @@ from .elastic import (
     conv_bn_act,
     conv_plan,
     crop,
-    crop_index,
     linear,
     linear_plan,
+    plan_index,
     se_plan,
     squeeze_excite,
+    take,
 )
 
 __all__ = ["ElasticMBConvSupernet", "Supernet", "PLAN_CACHE_SIZE"]
@@ -80,7 +81,8 @@ class _BlockPlan:
     skip: bool
     transition: bool
     pool: bool
-    shortcut: Index | None
+    shortcut: Index | None  # None: no conv, or the whole conv weight (``conv`` says which)
+    conv: bool
 
 
 @dataclass(frozen=True)
@@ -260,9 +262,9 @@ class ElasticMBConvSupernet(nn.Module):
             if not isinstance(conv, nn.Conv2d):
                 raise InvalidValue(f"transition shortcut of {where}", f"{b.in_ch}->{b.out_ch}",
                                    "a position where the supernet has a transition 1x1 conv")
-            shortcut = crop_index(conv.weight.shape, (b.out_ch, b.in_ch, 1, 1), f"transition shortcut of {where}")
+            shortcut = plan_index(conv.weight.shape, (b.out_ch, b.in_ch, 1, 1), f"transition shortcut of {where}")
         return _BlockPlan(i, expand, dw, se, project, b.has_skip, b.has_transition, b.has_transition and b.stride == 2,
-                          shortcut)
+                          shortcut, b.has_transition and b.in_ch != b.out_ch)
 
     def _head_plan(self, h: HeadSpec) -> tuple[ConvPlan | None, LinearPlan | None, LinearPlan]:
         conv, fc, channels = None, None, h.in_ch
@@ -311,8 +313,8 @@ class ElasticMBConvSupernet(nn.Module):
             return h + x
         if p.transition:
             s = F.avg_pool2d(x, 2, ceil_mode=True) if p.pool else x
-            if p.shortcut is not None:
-                s = F.conv2d(s, block.shortcut.conv.weight[p.shortcut])
+            if p.conv:
+                s = F.conv2d(s, take(block.shortcut.conv.weight, p.shortcut))
             return h + s
         return h
 
