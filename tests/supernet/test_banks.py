@@ -87,3 +87,18 @@ def test_capture_records_the_input_of_every_layer():
         net(torch.zeros(1, 3, 8, 8))
     assert sorted(net.capture) == list(range(18))
     assert net.capture[6].shape[1] == 8 and net.capture[0].shape[1] == 4  # cell 2 runs at 2C channels
+
+
+def test_layer_module_is_the_module_the_forward_pass_runs():
+    space = get_space("nb201", C=4, N=1)
+    net = choice_supernet(space, (3, 8, 8), 5, generator=torch.Generator().manual_seed(0), copies=2)
+    arch = space.parse("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_3x3~2|")
+    layer = 6 + 5  # cell 1, edge e5 (nor_conv_3x3)
+    copies = [0] * 18
+    copies[layer] = 1
+    net.zero_grad()
+    with net.activate(arch, copies=copies):
+        net(torch.randn(2, 3, 8, 8)).sum().backward()
+    assert all(p.grad is not None for p in net.layer_module(layer, "nor_conv_3x3", 1).parameters())
+    assert all(p.grad is None for p in net.layer_module(layer, "nor_conv_3x3", 0).parameters())
+    assert net.layer_module(layer, "none", 0) is None

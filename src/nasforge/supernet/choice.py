@@ -139,6 +139,16 @@ class ChoiceSupernet(nn.Module):
         """``(layer name, gene label)`` of every choice layer in execution order (the DCNAS layers l = 1..L)."""
         return [(label, label) for label in self.space.op_sets()]
 
+    def layer_module(self, layer: int, op: str, copy: int = 0) -> nn.Module | None:
+        """Copy ``copy`` of operation ``op``'s module at ``layer`` (``None`` for ops that hold none)."""
+        if op in _EMPTY:
+            return None
+        module = self._layer_ops(layer)[op]
+        return module if self.copies == 1 else module[copy]
+
+    def _layer_ops(self, layer: int) -> nn.ModuleDict:
+        return self.choices[_key(self.layers()[layer][1])]
+
     def copies_of(self, arch: Architecture) -> tuple[int, ...]:
         """The copy per layer ``arch`` uses: its assignment, else a draw seeded by ``(copy_seed, arch)``."""
         n = len(self.layers())
@@ -252,6 +262,10 @@ class NB201ChoiceSupernet(ChoiceSupernet):
     def layers(self) -> list[tuple[str, str]]:
         """Every edge of every cell (``c{cell}.e{j}``), cell by cell, edges in :data:`EDGES` order."""
         return [(f"c{c}.{label}", label) for c in range(len(self._cells)) for label in self.space.op_sets()]
+
+    def _layer_ops(self, layer: int) -> nn.ModuleDict:
+        labels = list(self.space.op_sets())
+        return self.features[self._cells[layer // len(labels)]]["edges"][labels[layer % len(labels)]]
 
     def _run(self, x: torch.Tensor, ops: Mapping[str, str]) -> torch.Tensor:
         labels = list(ops)
