@@ -1,7 +1,8 @@
 """The NAS methods, each one short pipeline over the shared parts, registered in
 :data:`nasforge.registry.METHODS` (:mod:`nasforge.methods.base`): ``menas`` (a search), ``bignas`` and ``spos``
-(supernet training), ``padnas`` (progressive supernet training, search and operation pruning)."""
-from . import bignas, menas, padnas  # noqa: F401  (register the built-in methods)
+(supernet training), ``padnas`` (progressive supernet training, search and operation pruning), ``dcnas``
+(distribution-consistent supernet training with weight banks, search inside its pool)."""
+from . import bignas, dcnas, menas, padnas  # noqa: F401  (register the built-in methods)
 from .base import Method, get_method, method_of_run, register_method
 
 __all__ = ["Method", "get_method", "method_of_run", "register_method"]
