@@ -503,7 +503,7 @@ def _pair_step(ctx: _Ctx, layer: int, t: int, x: torch.Tensor, y: torch.Tensor) 
     ctx.optimizer.step()
     ctx.state.step += 1
     out = {"loss": float(loss_i.detach()), "loss_j": float(loss_j.detach()),
-           "lambda": float(np.mean([float(v) for v in lambdas.values()])) if lambdas else float("nan")}
+           "lambda": float(np.mean([float(v.detach()) for v in lambdas.values()])) if lambdas else float("nan")}
     if meta_loss is not None:
         out["lookahead_loss"] = float(meta_loss.detach())
     return out
@@ -568,10 +568,10 @@ def _cluster_layer(ctx: _Ctx, layer: int) -> None:
             else np.sort(krng.choice(len(members), size=c.matching_anchors, replace=False))
         with torch.no_grad():
             matrix = ctx.meta(layer, op, h[:, None, :] - h[None, anchors, :]).cpu().numpy()
-        if len(members) >= c.M:
-            labels = KMeans(n_clusters=c.M, n_init=10, random_state=int(krng.integers(2**31))).fit_predict(matrix)
-        else:
-            labels = np.arange(len(members))
+        # M clusters, fewer when fewer distinct rows (layer 1: every member has the same input, lambda is constant)
+        clusters = min(c.M, len(np.unique(matrix, axis=0)))
+        labels = KMeans(n_clusters=clusters, n_init=10, random_state=int(krng.integers(2**31))).fit_predict(matrix) \
+            if clusters > 1 else np.zeros(len(members), dtype=np.int64)
         scores, copy_of = _eq7(ctx, layer, members, labels, krng)
         ctx.state.assign[members, layer] = copy_of[labels]
         arrays.update({f"{op}_members": members, f"{op}_anchors": members[anchors], f"{op}_matrix": matrix,
