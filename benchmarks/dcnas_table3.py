@@ -7,8 +7,8 @@ One variant per call (each a run folder under ``--work``, not committed); the ro
 ``random``  M = 2, every member of A on uniformly random copies fixed at the start (Table 3 "Random Assign");
 ``dcnas``   M = 2, the copies learnt by Algorithm 1.
 
-All variants share ``configs/dcnas-nb201-cpu.yaml`` with the overrides below (3,000 images of the CIFAR-10 subset,
-a pool of 300, 17 epochs, one thread: sized so that one variant runs in about 10-20 minutes on the shared CPU) (equal epochs: T_w + L 2T + T_f;
+All variants share ``configs/dcnas-nb201-cpu.yaml`` (10,000 images at 16 px, N = 1000, 30 epochs) with the
+overrides below (no search, one thread) (equal epochs: T_w + L 2T + T_f;
 pair-step epochs of ``global`` / ``random`` are plain training epochs) and no search; each supernet gets Kendall
 tau against the NB201 table (cifar10_test_hp200) on ``kendall_n`` members of A (the same members for every
 variant of a seed), with params_tau of the same members. ``train_seconds`` is the wall time of the training
@@ -30,8 +30,7 @@ from nasforge.methods.dcnas import load_dcnas_config, run_dcnas
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dcnas_table3.json"
-OVERRIDES = ["data.limit=3000", "N=300", "T_w=4", "T_f=4", "T=0.25", "matching_anchors=32", "search=false",
-             "kendall_n=100", "progress=false", "threads=1"]
+OVERRIDES = ["search=false", "kendall_n=100", "progress=false", "threads=1"]
 VARIANTS = {"global": ["M=1", "sharing=random"], "random": ["M=2", "sharing=random"],
             "dcnas": ["M=2", "sharing=learned"]}
 
