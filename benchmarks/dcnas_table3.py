@@ -5,7 +5,8 @@ One variant per call (each a run folder under ``--work``, not committed); the ro
 
 ``global``  M = 1: global weight sharing (the SPOS supernet), trained on the pool A;
 ``random``  M = 2, every member of A on uniformly random copies fixed at the start (Table 3 "Random Assign");
-``dcnas``   M = 2, the copies learnt by Algorithm 1.
+``dcnas``   M = 2, the copies learnt by Algorithm 1;
+``dcnas-M3`` / ``dcnas-N300``: Table 4 (M = 3) and Table 5 (N = 300 instead of 1,000) in miniature.
 
 All variants share ``configs/dcnas-nb201-cpu.yaml`` (10,000 images at 16 px, N = 1000, 30 epochs) with the
 overrides below (no search, one thread) (equal epochs: T_w + L 2T + T_f;
@@ -32,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dcnas_table3.json"
 OVERRIDES = ["search=false", "kendall_n=100", "progress=false", "threads=1"]
 VARIANTS = {"global": ["M=1", "sharing=random"], "random": ["M=2", "sharing=random"],
-            "dcnas": ["M=2", "sharing=learned"]}
+            "dcnas": ["M=2", "sharing=learned"], "dcnas-M3": ["M=3", "sharing=learned"],
+            "dcnas-N300": ["M=2", "sharing=learned", "N=300"]}
 
 
 def main() -> None:
