@@ -140,6 +140,15 @@ def test_tiny_run_through_the_cli_stores_its_assignments_and_ranks_inside_the_po
                      "--format", "json"]) == 0
     rank = json.loads((out / "rank.json").read_text())
     assert rank["pool"] == 12 and {r["arch"] for r in rank["architectures"]} <= set(banks["pool"])
+    # and nasforge search scores candidates with it (one-shot evaluator on the run folder)
+    import yaml
+
+    search_cfg = out.parent / "search.yaml"
+    search_cfg.write_text(yaml.safe_dump({
+        "name": "dcnas-search", "space": "nb201", "budget": 3, "strategy": {"name": "random"},
+        "evaluator": {"kind": "one-shot", "run": str(out), "calib_images": 64, "score_images": 64}}))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["search", str(search_cfg), "--out", str(out.parent / "search"), "--format", "json"]) == 0
 
 
 def test_a_crashed_run_resumes_to_the_same_supernet(whole_run, tmp_path, monkeypatch):
