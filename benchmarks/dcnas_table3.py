@@ -16,6 +16,7 @@ variant of a seed), with params_tau of the same members. ``train_seconds`` is th
 phases (clustering included), from which the overhead ratio dcnas / global follows.
 
     python benchmarks/dcnas_table3.py --variant dcnas --seed 0 --work /tmp/dcnas_ev
+    python benchmarks/dcnas_table3.py --report      # the markdown table of docs/benchmarks.md
 """
 from __future__ import annotations
 
@@ -39,11 +40,16 @@ VARIANTS = {"global": ["M=1", "sharing=random"], "random": ["M=2", "sharing=rand
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    ap.add_argument("--variant", choices=sorted(VARIANTS))
+    ap.add_argument("--report", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/dcnas_ev")
     ap.add_argument("--set", dest="extra", action="append", default=[])
     args = ap.parse_args()
+    if args.report:
+        return report()
+    if args.variant is None:
+        ap.error("--variant is required (or --report)")
     overrides = OVERRIDES + VARIANTS[args.variant] + [f"seed={args.seed}"] + args.extra
     config = load_dcnas_config(ROOT / "configs" / "dcnas-nb201-cpu.yaml", overrides)
     out = Path(args.work) / f"{args.variant}-s{args.seed}"
@@ -60,6 +66,18 @@ def main() -> None:
     results["rows"] = [r for r in results["rows"] if (r["variant"], r["seed"]) != (args.variant, args.seed)] + [row]
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(row, indent=2))
+
+
+def report() -> None:
+    rows = sorted(json.loads(RESULTS.read_text())["rows"], key=lambda r: (list(VARIANTS).index(r["variant"]),
+                                                                          r["seed"]))
+    base = {r["seed"]: r["train_seconds"] for r in rows if r["variant"] == "global"}
+    print("| variant | seed | Kendall tau | Spearman rho | params tau | train s | / global | load (start) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{r['train_seconds'] / base[r['seed']]:.2f}" if r["seed"] in base else "-"
+        print(f"| {r['variant']} | {r['seed']} | {r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} | "
+              f"{r['params_tau']:.3f} | {r['train_seconds']:.0f} | {ratio} | {r['loadavg_start'][0]:.1f} |")
 
 
 if __name__ == "__main__":

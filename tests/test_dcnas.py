@@ -140,6 +140,17 @@ def test_tiny_run_through_the_cli_stores_its_assignments_and_ranks_inside_the_po
                      "--format", "json"]) == 0
     rank = json.loads((out / "rank.json").read_text())
     assert rank["pool"] == 12 and {r["arch"] for r in rank["architectures"]} <= set(banks["pool"])
+    # supernet eval / export of the searched architecture, on its assigned copies
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["supernet", "eval", str(out), "--arch", "best", "--format", "json"]) == 0
+    ev = json.loads(buf.getvalue())
+    best = pool[banks["pool"].index(row["best_arch"])]
+    assert ev["in_pool"] and ev["copies"] == "".join(map(str, rows[banks["pool"].index(row["best_arch"])]))
+    assert ev["arch"] == space.format(best)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["export", str(out), "--arch", "best", "--out", str(out.parent / "exported"), "--no-onnx"]) == 0
+    assert (out.parent / "exported").is_dir()
     # and nasforge search scores candidates with it (one-shot evaluator on the run folder)
     import yaml
 

@@ -87,7 +87,7 @@ from ..config import SpaceConfig
 from ..data import Batches, DataConfig, load_data
 from ..device import resolve_device, torch_threads
 from ..errors import InvalidValue
-from ..eval.oneshot import OneShotEvaluator
+from ..eval.oneshot import OneShotEvaluator, fixed_batches
 from ..eval.rank import rank_consistency
 from ..io import atomic_write_text, load_checkpoint, lock_folder, save_checkpoint, write_json
 from ..registry import SPACES, get_space
@@ -95,12 +95,14 @@ from ..schema import RunName, dump_config, read_yaml, validated
 from ..strategies import get_strategy
 from ..supernet.run import ASSIGNMENTS, CHECKPOINT, RESULT, build_supernet_for, open_supernet, run_info, \
     write_run_info
+from ..supernet.select import export_member
 from ..supernet.train import derived_seed, frozen_bn_stats
 from ..train import TrainConfig
 from ..trial import Trial, TrialState
 from .base import Method, RunConfig, register_method
 
 __all__ = ["DcnasConfig", "load_dcnas_config", "dcnas_config_from_dict", "run_dcnas", "dcnas_summary",
+           "evaluate_dcnas", "export_dcnas",
            "MetaNetworks", "SUMMARY", "STATE"]
 
 SUMMARY, STATE, CONFIG, LOG = "dcnas.json", "state.pt", "config.yaml", "log.jsonl"
@@ -695,6 +697,55 @@ def _search(ctx: _Ctx) -> dict[str, Any]:
     return summary
 
 
+# ================================================================================================ eval, export
+def _run_member(run_dir: str | os.PathLike[str], arch: Any, device: str) -> tuple[DcnasConfig, Any, Architecture]:
+    """The finished run in ``run_dir`` (its supernet with the assignments) and ``arch``: ``best`` (the search's
+    result in dcnas.json) or an architecture string of the run's space."""
+    folder = Path(run_dir)
+    if not (folder / RESULT).is_file() or not (folder / CONFIG).is_file():
+        raise InvalidValue("RUN_DIR", str(run_dir), "a finished DCNAS run folder (result.json; --resume it)")
+    config = load_dcnas_config(folder / CONFIG)
+    run = open_supernet(folder, device)
+    if arch == "best":
+        best = (json.loads((folder / SUMMARY).read_text()).get("best") or {}) if (folder / SUMMARY).is_file() else {}
+        if not best:
+            raise InvalidValue("--arch", arch, "an architecture string (this run has no search result)")
+        arch = best["arch"]
+    if not isinstance(arch, str):
+        raise InvalidValue("--arch", arch, "best or an architecture string")
+    return config, run, run.space.parse(arch)
+
+
+def evaluate_dcnas(run_dir: str | os.PathLike[str], arch: str, *, calib_batches: int | None = None,
+                   device: str | None = "cpu", split: str | None = None) -> dict[str, Any]:
+    """``nasforge supernet eval``: one-shot accuracy of ``arch`` on its assigned copies (BN recalibrated on
+    ``calib_batches`` x ``eval_batch_size`` training images, default the config's ``calib_images``)."""
+    config, run, child = _run_member(run_dir, arch, device or "cpu")
+    calib = config.calib_images if calib_batches is None else calib_batches * config.eval_batch_size
+    evaluator = OneShotEvaluator(run, calib_images=calib, score_images=config.score_images,
+                                 batch_size=config.eval_batch_size, split=split, seed=config.seed,
+                                 device=device or "cpu")
+    r = evaluator.evaluate(child)
+    return {"arch": run.space.format(child), "in_pool": child.key() in run.net.assignments,
+            "copies": "".join(map(str, run.net.copies_of(child))), "split": evaluator.split,
+            "accuracy": r.metrics["accuracy"], **r.costs}
+
+
+def export_dcnas(run_dir: str | os.PathLike[str], arch: str, out_dir: str | os.PathLike[str], *,
+                 onnx: bool | None = None, device: str = "cpu") -> dict[str, Any]:
+    """``nasforge export RUN_DIR --arch best|ARCH``: the standalone network of ``arch`` with its assigned copies
+    (plain PyTorch + ONNX), BN calibrated on ``calib_images`` training images."""
+    config, run, child = _run_member(run_dir, arch, device)
+    calib = fixed_batches(run.splits, "train", config.calib_images, config.eval_batch_size, resolve_device(device),
+                          seed=config.seed, train=True)
+    res = export_member(run.net, child, out_dir, space=run.space, calib_batches=calib, calib_steps=len(calib),
+                        onnx=onnx, device=device, meta={"run_dir": str(Path(run_dir).resolve()),
+                                                        "copies": list(run.net.copies_of(child))},
+                        space_kwargs=config.space.kwargs)
+    return {"arch": run.space.format(child), "files": ", ".join(sorted(Path(p).name for p in res.files.values())),
+            "onnx max abs diff": res.onnx_max_abs_diff}
+
+
 def dcnas_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """The row ``nasforge supernet train`` prints."""
     best = result.get("best") or {}
@@ -706,4 +757,4 @@ def dcnas_summary(result: Mapping[str, Any]) -> dict[str, Any]:
 register_method(Method(name="dcnas", kind="supernet",
                        paper="Pan et al., Distribution Consistent Neural Architecture Search (DCNAS)",
                        config_model=DcnasConfig, load_config=load_dcnas_config, run=run_dcnas,
-                       summary=dcnas_summary))
+                       summary=dcnas_summary, evaluate=evaluate_dcnas, export=export_dcnas))
