@@ -30,10 +30,12 @@ RANK_FILE, RANK_PLOT = "rank.json", "rank.png"
 DEFAULT_METRIC = "cifar10_test_hp200"
 
 
-def sample_truth(space: Any, table: TabularEvaluator, n: int, seed: int) -> list[Any]:
+def sample_truth(space: Any, table: TabularEvaluator, n: int, seed: int, among: Any = None) -> list[Any]:
     """``n`` distinct architectures drawn uniformly (seeded) from those of the truth table that lie in ``space``
-    (with its current op sets); for the full NB201 table that is uniform over the space."""
-    pool = [a for a in table.architectures() if space.contains(a)]
+    (with its current op sets); for the full NB201 table that is uniform over the space. ``among``: only
+    architectures of this collection (a supernet's architecture pool, DCNAS's A)."""
+    keys = None if among is None else {a.key() for a in among}
+    pool = [a for a in table.architectures() if space.contains(a) and (keys is None or a.key() in keys)]
     if len(pool) < n:
         raise InvalidValue("--n", n, f"at most {len(pool)} (the architectures of the truth table in space "
                                      f"{space.name!r})")
@@ -58,14 +60,17 @@ def _tau(a: np.ndarray, b: np.ndarray) -> float:
 
 def rank_consistency(evaluator: OneShotEvaluator, *, n: int = 200, seed: int = 0, metric: str = DEFAULT_METRIC,
                      truth: str | Path | None = None, out_dir: str | Path | None = None,
-                     progress: bool = False) -> dict[str, Any]:
+                     progress: bool = False, pool: Any = None) -> dict[str, Any]:
     """Kendall tau / Spearman rho of one-shot scores vs ``truth`` over ``n`` sampled architectures (module
     docstring), with ``params_tau`` and ``flops_tau``; with ``out_dir``, also ``rank.json`` (every architecture's
-    scores) and the scatter plot ``rank.png``."""
+    scores) and the scatter plot ``rank.png``. ``pool``: sample only among these architectures; by default the
+    supernet run's own pool when it has one (DCNAS ranks and searches inside its pool A), else the whole space."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 3:
         raise InvalidValue("--n", n, "an int >= 3")
     table = truth_evaluator(evaluator.space, metric, truth)
-    archs = sample_truth(evaluator.space, table, n, seed)
+    if pool is None:
+        pool = getattr(getattr(evaluator, "run", None), "pool", None)
+    archs = sample_truth(evaluator.space, table, n, seed, among=pool)
     start = time.perf_counter()
     rows = []
     iterator = archs
@@ -83,6 +88,7 @@ def rank_consistency(evaluator: OneShotEvaluator, *, n: int = 200, seed: int = 0
                "spearman_rho": float(stats.spearmanr(col["one_shot"], col["truth"]).statistic),
                "params_tau": _tau(col["params"], col["truth"]), "flops_tau": _tau(col["flops"], col["truth"]),
                "truth_metric": metric, "seconds": round(seconds, 2), "seed": seed,
+               "pool": None if pool is None else len(pool),
                "archs_per_hour": round(3600 * n / seconds, 1) if seconds > 0 else None,
                "calib_images": evaluator.calib_images, "score_images": evaluator.score_images,
                "one_shot_mean": float(col["one_shot"].mean()), "one_shot_std": float(col["one_shot"].std())}

@@ -55,7 +55,7 @@ from .bignas import parse_block
 from .mbconv_common import MBConvSpace, codec, fit_input, join_stages, split_stages
 
 __all__ = ["IDENTITY", "ProxylessVariant", "BASIC", "LARGE", "op_name", "op_fields", "ProxylessSpace",
-           "ProxylessBasicSpace", "ProxylessLargeSpace"]
+           "ProxylessBasicSpace", "ProxylessLargeSpace", "DcnasMBConvSpace", "DCNAS"]
 
 IDENTITY = "identity"
 _OP = codec("kernel", "expand")
@@ -102,6 +102,7 @@ class ProxylessSpace(MBConvSpace):
     act = "relu6"      # MobileNetV2 / ProxylessNAS; PAD-NAS uses neither SE nor swish (Sec. 4.1)
     head_width = 1280  # Table 1: 1x1 conv to 1280
     dropout = 0.0      # the paper names no classifier dropout
+    se_ratio = 0.0     # squeeze-and-excite width as a fraction of the block input (PAD-NAS: none)
 
     def __init__(self, op_sets: Mapping[str, Sequence[str]] | None = None) -> None:
         self._sets = self._checked(self._full_sets, {} if op_sets is None else op_sets)
@@ -193,6 +194,7 @@ class ProxylessSpace(MBConvSpace):
                 continue
             k, e = op_fields(op)
             blocks.append(MBConvSpec(in_ch=in_ch, mid_ch=in_ch * e, out_ch=out_ch, kernel=k, stride=stride,
+                                     se_ch=max(1, int(in_ch * self.se_ratio)) if self.se_ratio else 0,
                                      act=self.act, expand=e != 1))
         stem = ConvSpec(c, self.variant.stem, 3, 2, self.act)
         head = HeadSpec(self.variant.stages[-1][0], self.head_width, 0, classes, self.act, self.dropout)
@@ -237,3 +239,26 @@ class ProxylessLargeSpace(ProxylessSpace):
 
     name = "proxyless-large"
     variant = LARGE
+
+
+#: DCNAS's MBConv space (dcnas.txt Sec. 4.1): K{3,5} x E{4,5,6} in every one of L = 16 layers (K = 6 operators)
+DCNAS = ProxylessVariant(16, ((24, 4, 2), (40, 4, 2), (80, 4, 2), (112, 2, 1), (192, 2, 2)),
+                         tuple(op_name(k, e) for k in (3, 5) for e in (4, 5, 6)))
+
+
+@register_space("dcnas-mbconv")
+class DcnasMBConvSpace(ProxylessSpace):
+    """The search space of DCNAS (dcnas.txt Sec. 4.1): "MBConv and squeeze-excitation modules ... 6 basic
+    operators, MBConv with kernel sizes of 3, 5 and expansion rates of 4, 5, 6" over L = 16 layers (``l0.op`` ..
+    ``l15.op``; no identity, so 6^16 networks). The paper gives neither the channel plan nor the stem; here the
+    stem is 16 channels and the stages (out channels, layers, stride) are 24x4/2, 40x4/2, 80x4/2, 112x2/1,
+    192x2/2, with SE (ratio 0.25 of the block input, sigmoid gate) and swish as in EfficientNet-B0's blocks."""
+
+    name = "dcnas-mbconv"
+    variant = DCNAS
+    act = "swish"
+    se_ratio = 0.25
+
+    @cached_property
+    def _full_sets(self) -> dict[str, tuple[str, ...]]:
+        return {f"l{i}.op": self.variant.ops for i in range(len(self._layers))}

@@ -150,7 +150,7 @@ class Strategy(ABC):
 
     def __init__(self, space: SearchSpace, *, seed: int, metric: str = "accuracy", mode: str = "max",
                  constraints: Iterable[Constraint | Mapping[str, Any] | Sequence[Any]] = (),
-                 cost_fn: CostFn | None = None, **hyper: Any) -> None:
+                 cost_fn: CostFn | None = None, pool: Iterable[Architecture] | None = None, **hyper: Any) -> None:
         where = f"strategy {self.name!r}"
         if not isinstance(space, SearchSpace):
             raise InvalidValue("space", space, "a SearchSpace instance (see nasforge.get_space)", where=where)
@@ -170,6 +170,12 @@ class Strategy(ABC):
         if cost_fn is not None and not callable(cost_fn):
             raise InvalidValue("cost_fn", cost_fn, "a callable arch -> {cost: value}", where=where)
         self.cost_fn = cost_fn
+        #: with a pool (DCNAS's architecture set A), every candidate is a member: children outside it are
+        #: regenerated like infeasible ones, and uniform draws are uniform over the pool
+        self.pool: list[Architecture] | None = None if pool is None else [space.validate(a) for a in pool]
+        self._pool_keys = None if self.pool is None else {a.key() for a in self.pool}
+        if self.pool is not None and not self.pool:
+            raise InvalidValue("pool", [], "at least one architecture, or None", where=where)
         for key in hyper:
             if key not in self.hyper:
                 raise InvalidValue("hyper-parameter", key, sorted(self.hyper) or "none", where=where)
@@ -316,7 +322,9 @@ class Strategy(ABC):
         return self._cost_cache[key]
 
     def feasible(self, arch: Architecture) -> bool:
-        """Whether ``arch`` satisfies every constraint."""
+        """Whether ``arch`` satisfies every constraint (and is a member of the pool, when there is one)."""
+        if self._pool_keys is not None and arch.key() not in self._pool_keys:
+            return False
         if not self.constraints:
             return True
         c = self.costs(arch)
@@ -409,7 +417,7 @@ class Strategy(ABC):
                 if attempt < self.dedup_tries:
                     cand = self._propose()
                 else:
-                    cand = Candidate(self.space.sample(self._rng), (), self._generation, {"fallback": "uniform"})
+                    cand = Candidate(self._sample(), (), self._generation, {"fallback": "uniform"})
             except InvalidArchitecture:
                 continue
             if not self.feasible(cand.arch):
@@ -417,9 +425,9 @@ class Strategy(ABC):
             if cand.arch.key() not in self._seen:
                 return cand
             duplicate = duplicate or cand
-        if self.constraints:  # a rare feasible region: keep drawing uniformly before giving up (bounded)
+        if self.constraints or self.pool is not None:  # a rare feasible region: keep drawing uniformly (bounded)
             for _ in range(self.constraint_tries):
-                arch = self.space.sample(self._rng)
+                arch = self._sample()
                 if self.feasible(arch) and arch.key() not in self._seen:
                     return Candidate(arch, (), self._generation, {"fallback": "uniform-feasible"})
         if duplicate is not None:
@@ -434,7 +442,13 @@ class Strategy(ABC):
         return [(self._trials[tid], s) for tid, s in self._scores.items() if s is not None]
 
     def _random_candidate(self, generation: int = 0) -> Candidate:
-        return Candidate(self.space.sample(self._rng), (), generation)
+        return Candidate(self._sample(), (), generation)
+
+    def _sample(self) -> Architecture:
+        """A uniform draw from the space, or from the pool when there is one."""
+        if self.pool is None:
+            return self.space.sample(self._rng)
+        return self.pool[int(self._rng.integers(len(self.pool)))]
 
 
 def _jsonable(x: Any) -> Any:
