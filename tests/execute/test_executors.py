@@ -204,8 +204,8 @@ def test_ray_reuses_worker_processes_for_gpu_tasks_and_checks_paths_on_every_nod
         pids = [reused.submit(_pid, i).result(timeout=120) for i in range(3)]
         assert len(set(pids)) == 1 and pids[0] != os.getpid()
         fresh = RayExecutor("local", fresh_process=True)
-        pids = [fresh.submit(_pid, i).result(timeout=120) for i in range(3)]
-        assert len(set(pids)) == 3
+        pids = [fresh.submit(_pid, i).result(timeout=120) for i in range(2)]  # a worker start costs ~25 s
+        assert len(set(pids)) == 2
 
         absent = str(tmp_path / "not-here")
         lost = missing_paths(ray, [str(tmp_path), absent])
