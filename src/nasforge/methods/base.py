@@ -25,7 +25,7 @@ from pydantic import field_validator, model_validator
 from ..data import DataConfig
 from ..errors import InvalidValue
 from ..io import atomic_write_text, lock_folder
-from ..registry import METHODS
+from ..registry import METHODS, get_space
 from ..schema import ConfigModel, dump_config, read_yaml
 
 __all__ = ["Method", "RunConfig", "register_method", "get_method", "method_of_run", "open_run_folder",
@@ -52,6 +52,15 @@ class RunConfig(ConfigModel):
     def _data(cls, v: Any) -> Any:
         DataConfig.from_dict(v)  # raises InvalidValue naming the data field
         return v
+
+    def built_space(self) -> Any:
+        """The configured space (``self.space``: name + kwargs); constructor arguments it does not take are a
+        one-line error naming ``space.kwargs``."""
+        try:
+            return get_space(self.space.name, **self.space.kwargs)
+        except TypeError as exc:
+            raise InvalidValue("space.kwargs", self.space.kwargs, f"constructor arguments of {self.space.name!r} "
+                                                                  f"({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,7 @@ class DartsConfig(RunConfig):
     def _cross(self) -> "DartsConfig":
         if self.space.name not in ("nb201", "darts"):
             raise InvalidValue("space", self.space.name, "nb201 or darts (the spaces with a mixed-op supernet)")
-        try:
-            get_space(self.space.name, **self.space.kwargs)
-        except TypeError as exc:
-            raise InvalidValue("space.kwargs", self.space.kwargs, f"constructor arguments of {self.space.name!r} "
-                                                                  f"({exc})") from None
+        self.built_space()
         TrainConfig.from_recipe("lnas", **self.retrain)
         return self
 

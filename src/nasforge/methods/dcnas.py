@@ -160,11 +160,7 @@ class DcnasConfig(RunConfig):
         if SPACES.factory(name).supernet != "choice":
             raise InvalidValue("space", name, "a choice space (nb201, proxyless-basic, proxyless-large, "
                                               "dcnas-mbconv): DCNAS banks the operators of a choice-block supernet")
-        try:
-            space = get_space(name, **self.space.kwargs)
-        except TypeError as exc:
-            raise InvalidValue("space.kwargs", self.space.kwargs, f"constructor arguments of {name!r} ({exc})") \
-                from None
+        space = self.built_space()
         layers = _layer_count(space)
         if self.L is not None and self.L != layers:
             raise InvalidValue("L", self.L, f"{layers} (the layers of space {name!r}) or null")

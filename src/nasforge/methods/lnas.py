@@ -91,11 +91,7 @@ class LnasConfig(RunConfig):
     def _cross(self) -> "LnasConfig":
         if self.space.name not in ("nb201", "darts"):
             raise InvalidValue("space", self.space.name, "nb201 or darts (the spaces with a mixed-op supernet)")
-        try:
-            get_space(self.space.name, **self.space.kwargs)
-        except TypeError as exc:
-            raise InvalidValue("space.kwargs", self.space.kwargs, f"constructor arguments of {self.space.name!r} "
-                                                                  f"({exc})") from None
+        self.built_space()
         if self.sparsity not in SPARSITIES:
             raise InvalidValue("sparsity", self.sparsity, ", ".join(map(str, SPARSITIES)) + " (lnas.txt Table 1)")
         if self.n_alpha is not None and self.n_alpha > self.search.epochs:

@@ -132,11 +132,7 @@ class PadnasConfig(RunConfig):
         if SPACES.factory(name).supernet != "choice":
             raise InvalidValue("space", name, "a choice space (nb201, proxyless-basic, proxyless-large): PAD-NAS "
                                               "prunes the operations of a choice-block supernet")
-        try:
-            get_space(name, **self.space.kwargs)
-        except TypeError as exc:
-            raise InvalidValue("space.kwargs", self.space.kwargs, f"constructor arguments of {name!r} ({exc})") \
-                from None
+        self.built_space()
         for field in ("epochs", "lr"):
             v = getattr(self, field)
             if len(v) != self.M - 1 or min(v, default=1.0) <= 0:
