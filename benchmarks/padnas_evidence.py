@@ -12,8 +12,8 @@ Three steps, each writing into ``--work`` (run folders, not committed) and the l
             op distribution of what each keeps (CES: non-domination rank < 10; SPOS: the same number of best
             architectures by one-shot accuracy) is estimated per layer; the variance over the 5 seeds is reported.
 ``report``  Table 8 (tau per stage and per M, params_tau of the same cells), Table 7 (random architectures under the
-            latency bound from the designed space vs the original one: the exact mean over every cell, and 5-cell
-            draws as in the paper), and each PAD-NAS run's best cell vs the optimum under the bound and vs random
+            latency bound from the designed space vs the original one: the exact mean over every cell, 5-cell
+            draws as in the paper, and random searches of k = 10 / 50 cells picked by 12-epoch validation accuracy), and each PAD-NAS run's best cell vs the optimum under the bound and vs random
             search with the same supernet and the same number of evaluations.
 
     python benchmarks/padnas_evidence.py runs --seeds 0 1 2 --total-epochs 60 --work /tmp/padnas_ev
