@@ -6,7 +6,9 @@ One variant per call (each a run folder under ``--work``, not committed); the ro
 ``global``  M = 1: global weight sharing (the SPOS supernet), trained on the pool A;
 ``random``  M = 2, every member of A on uniformly random copies fixed at the start (Table 3 "Random Assign");
 ``dcnas``   M = 2, the copies learnt by Algorithm 1;
-``dcnas-M3`` / ``dcnas-N300``: Table 4 (M = 3) and Table 5 (N = 300 instead of 1,000) in miniature.
+``dcnas-M3`` / ``dcnas-N300``: Table 4 (M = 3) and Table 5 (N = 300 instead of 1,000) in miniature;
+``global-3x``: global sharing for 3.2x the epochs (95.6 = 19 + 18 x 3.2 + 19), about DCNAS's wall-clock for its
+30 epochs (equal wall-clock instead of equal epochs).
 
 All variants share ``configs/dcnas-nb201-cpu.yaml`` (10,000 images at 16 px, N = 1000, 30 epochs) with the
 overrides below (no search, one thread) (equal epochs: T_w + L 2T + T_f;
@@ -35,7 +37,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "dcnas_table3.json"
 OVERRIDES = ["search=false", "kendall_n=100", "progress=false", "threads=1"]
 VARIANTS = {"global": ["M=1", "sharing=random"], "random": ["M=2", "sharing=random"],
             "dcnas": ["M=2", "sharing=learned"], "dcnas-M3": ["M=3", "sharing=learned"],
-            "dcnas-N300": ["M=2", "sharing=learned", "N=300"]}
+            "dcnas-N300": ["M=2", "sharing=learned", "N=300"],
+            "global-3x": ["M=1", "sharing=random", "T_w=19", "T=1.6", "T_f=19"]}
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ The search is configs/darts-nb201-cpu.yaml / lnas-nb201-cpu.yaml with ``--steps`
 run is appended to ``benchmarks/results/lnas_table1.json``.
 
     python benchmarks/lnas_table1.py --sparsities 0.5 0.95 --retrain 4 --steps 20 --work /tmp/lnas_t1
+    python benchmarks/lnas_table1.py --sparsities 0.25 0.5 0.75 0.95 --retrain 8 --seed 1 --work /tmp/lnas_t1
 """
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "lnas_table1.json"
 
 
-def row(name: str, sparsity: float | None, result: dict, retrain: int, wall: float, load: tuple) -> dict:
+def row(name: str, sparsity: float | None, seed: int, result: dict, retrain: int, wall: float, load: tuple) -> dict:
     timeline = result["retrain"]["timeline"]
     half = retrain // 2
-    return {"run": name, "sparsity": sparsity, "arch": result["arch"],
+    return {"run": name, "sparsity": sparsity, "seed": seed, "retrain_epochs": retrain, "arch": result["arch"],
             "nb201_test_accuracy": result["nb201"]["test_accuracy"],
             "best_acc_half": max(timeline[:half]), "best_acc_end": max(timeline), "timeline": timeline,
             "weight_sparsity": result["costs"]["weight_sparsity"], "nonzero_flops": result["costs"]["nonzero_flops"],
@@ -38,6 +39,12 @@ def row(name: str, sparsity: float | None, result: dict, retrain: int, wall: flo
             "alpha_sparsity": result.get("alpha_sparsity", 0.0), "search_seconds": result["search_seconds"],
             "wall_s": round(wall, 1), "load_before": load, "load_after": os.getloadavg(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def key(r: dict) -> tuple:
+    """A row's identity: run, sparsity, seed and retraining epochs (rows from before seeds were recorded: seed 0,
+    4 epochs)."""
+    return r["run"], r["sparsity"], r.get("seed", 0), r.get("retrain_epochs", 4)
 
 
 def main() -> None:
@@ -54,9 +61,9 @@ def main() -> None:
     jobs = [("darts", None)] + [(f"v{v}", p) for p in args.sparsities for v in (1, 2)]
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"runs": []}
     data.update(machine="2 shared CPU cores", python=platform.python_version(), torch=torch.__version__,
-                settings={"retrain_epochs": args.retrain, "steps_per_epoch": args.steps, "seed": args.seed})
+                settings={"steps_per_epoch": args.steps, "seed": "per row", "retrain_epochs": "per row"})
     for name, p in jobs:
-        out = args.work / (name if p is None else f"{name}-p{p}")
+        out = args.work / f"s{args.seed}-r{args.retrain}" / (name if p is None else f"{name}-p{p}")
         t0, load = time.perf_counter(), os.getloadavg()
         if p is None:
             result = run_darts(load_darts_config(ROOT / "configs" / "darts-nb201-cpu.yaml", common), out,
@@ -65,8 +72,8 @@ def main() -> None:
             extra = [f"variant={name[1]}", f"sparsity={p}", f"k={args.retrain // 2}", "n_weights=1"]
             result = run_lnas(load_lnas_config(ROOT / "configs" / "lnas-nb201-cpu.yaml", [*common, *extra]), out,
                               resume=out.exists())
-        r = row(name, p, result, args.retrain, time.perf_counter() - t0, load)
-        data["runs"] = [x for x in data["runs"] if (x["run"], x["sparsity"]) != (name, p)] + [r]
+        r = row(name, p, args.seed, result, args.retrain, time.perf_counter() - t0, load)
+        data["runs"] = [x for x in data["runs"] if key(x) != key(r)] + [r]
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(data, indent=1))
         print(json.dumps({k: r[k] for k in ("run", "sparsity", "best_acc_half", "best_acc_end", "nonzero_flops",
