@@ -8,6 +8,7 @@ run is appended to ``benchmarks/results/lnas_table1.json``.
 
     python benchmarks/lnas_table1.py --sparsities 0.5 0.95 --retrain 4 --steps 20 --work /tmp/lnas_t1
     python benchmarks/lnas_table1.py --sparsities 0.25 0.5 0.75 0.95 --retrain 8 --seed 1 --work /tmp/lnas_t1
+    python benchmarks/lnas_table1.py --report --retrain 8
 """
 from __future__ import annotations
 
@@ -47,6 +48,33 @@ def key(r: dict) -> tuple:
     return r["run"], r["sparsity"], r.get("seed", 0), r.get("retrain_epochs", 4)
 
 
+def report(retrain: int) -> None:
+    """The markdown table of docs/benchmarks.md: rows of ``retrain`` epochs, mean +- sample std over their seeds."""
+    import statistics
+
+    rows = [r for r in json.loads(RESULTS.read_text())["runs"] if r.get("retrain_epochs", 4) == retrain]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["run"], r["sparsity"]), []).append(r)
+
+    def ms(values: list[float]) -> str:
+        sd = f" +- {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        return f"{statistics.fmean(values):.2f}{sd}"
+
+    print(f"| run | p | seeds | NB201 acc. | best by epoch {retrain // 2} | best by epoch {retrain} | weight sparsity | "
+          "alpha sparsity | non-zero FLOPs (M) | search s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    order = {"darts": 0, "v1": 1, "v2": 2}
+    for (run, p), rs in sorted(groups.items(), key=lambda kv: (kv[0][1] or 0, order[kv[0][0]])):
+        rs = sorted(rs, key=lambda r: r.get("seed", 0))
+        print(f"| {run} | {p if p is not None else '-'} | {','.join(str(r.get('seed', 0)) for r in rs)} | "
+              f"{ms([r['nb201_test_accuracy'] for r in rs])} | {ms([r['best_acc_half'] for r in rs])} | "
+              f"{ms([r['best_acc_end'] for r in rs])} | {statistics.fmean(r['weight_sparsity'] for r in rs):.2f} | "
+              f"{statistics.fmean(r['alpha_sparsity'] for r in rs):.2f} | "
+              f"{statistics.fmean(r['nonzero_flops'] for r in rs) / 1e6:.2f} | "
+              f"{statistics.fmean(r['search_seconds'] for r in rs):.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.95])
@@ -54,7 +82,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/lnas_t1"))
+    ap.add_argument("--report", action="store_true", help="print the table of the --retrain rows and exit")
     args = ap.parse_args()
+    if args.report:
+        return report(args.retrain)
     torch.set_num_threads(1)
     common = [f"seed={args.seed}", "progress=false", f"search.steps_per_epoch={args.steps}",
               f"retrain_epochs={args.retrain}"]
@@ -73,6 +104,8 @@ def main() -> None:
             result = run_lnas(load_lnas_config(ROOT / "configs" / "lnas-nb201-cpu.yaml", [*common, *extra]), out,
                               resume=out.exists())
         r = row(name, p, args.seed, result, args.retrain, time.perf_counter() - t0, load)
+        if RESULTS.is_file():  # re-read: another invocation (another seed) may have added rows meanwhile
+            data["runs"] = json.loads(RESULTS.read_text())["runs"]
         data["runs"] = [x for x in data["runs"] if key(x) != key(r)] + [r]
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(data, indent=1))
